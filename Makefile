@@ -1,0 +1,70 @@
+# popbridge: every target sets itself up on a fresh Debian/Ubuntu machine.
+#   make demo   run the bridge on its embedded demo (no Dovecot, no network, no config)
+#   make test   the whole test suite, against a real Dovecot (installed here when run as root)
+#   make lint   ruff + mypy --strict
+#   make bench  the benchmark (figures side by side with baselines measured in the same run)
+
+PYTHON ?= python3
+VENV   ?= .venv
+PY     := $(VENV)/bin/python
+STAMP  := $(VENV)/.installed-$(shell cksum pyproject.toml | cut -d' ' -f1)
+APT_GET := DEBIAN_FRONTEND=noninteractive apt-get
+PYTEST_ARGS ?=
+
+.PHONY: all demo test lint format bench test-deps venv clean
+
+all: test
+
+$(STAMP): pyproject.toml
+	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11))' || \
+		{ echo "popbridge needs Python >= 3.11 (found $$($(PYTHON) --version 2>&1)); set PYTHON=python3.11 or newer" >&2; exit 1; }
+	@$(PYTHON) -m venv $(VENV) 2>/dev/null || { \
+		if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+			$(APT_GET) update -qq && $(APT_GET) install -y -qq python3-venv && $(PYTHON) -m venv $(VENV); \
+		else echo "Cannot create a virtual environment: install python3-venv (apt-get install python3-venv)" >&2; exit 1; fi; }
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -e '.[test,lint]'
+	@rm -f $(VENV)/.installed-*
+	@touch $@
+
+venv: $(STAMP)
+
+# System packages the tests need: Dovecot (the real POP3 server) and promtool (alert rule tests).
+test-deps:
+	@missing=""; \
+	[ -x /usr/sbin/dovecot ] && [ -e /usr/lib/dovecot/pop3 ] || missing="$$missing dovecot-pop3d"; \
+	command -v promtool >/dev/null || missing="$$missing prometheus"; \
+	if [ -n "$$missing" ]; then \
+		if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+			echo "installing:$$missing"; \
+			$(APT_GET) update -qq && $(APT_GET) install -y -qq --no-install-recommends $$missing; \
+		else \
+			echo "make test needs these Debian packages:$$missing" >&2; \
+			echo "install them with: sudo apt-get install$$missing   (or run make test as root)" >&2; \
+			exit 1; \
+		fi; \
+	fi
+
+demo: $(STAMP)
+	$(VENV)/bin/popbridge demo
+
+test: $(STAMP) test-deps
+	$(PY) -m pytest $(PYTEST_ARGS)
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check bridge tests bench
+	$(VENV)/bin/ruff format --check bridge tests bench
+	$(VENV)/bin/mypy
+
+format: $(STAMP)
+	$(VENV)/bin/ruff format bridge tests bench
+	$(VENV)/bin/ruff check --fix bridge tests bench
+
+bench: $(STAMP) test-deps
+	@command -v fetchmail >/dev/null || { \
+		if [ "$$(id -u)" = 0 ]; then $(APT_GET) update -qq && $(APT_GET) install -y -qq fetchmail curl; \
+		else echo "make bench compares against fetchmail: sudo apt-get install fetchmail curl" >&2; exit 1; fi; }
+	$(PY) -m bench.run
+
+clean:
+	rm -rf $(VENV) build dist *.egg-info .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,43 @@
+"""Shared fixtures: the real Dovecot test bed, the webhook receiver and the fake POP3 server."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.dovecot import Dovecot, DovecotUnavailable, Pop3User
+
+
+@pytest.fixture(scope="session")
+def dovecot() -> Iterator[Dovecot]:
+    """One throwaway Dovecot for the whole run; a test that needs it fails (never skips) if absent."""
+    server = Dovecot()
+    try:
+        server.start()
+    except DovecotUnavailable as exc:
+        pytest.fail(str(exc), pytrace=False)
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+def pop3_user(dovecot: Dovecot) -> Pop3User:
+    """A fresh, empty mailbox on the session's Dovecot."""
+    return dovecot.new_user()
+
+
+@pytest.fixture(scope="session")
+def corpus_dir() -> Path:
+    """The shared real-world mail corpus (POPBRIDGE_CORPUS); tests that need it skip when unset."""
+    value = os.environ.get("POPBRIDGE_CORPUS")
+    if not value:
+        pytest.skip("POPBRIDGE_CORPUS is not set (CI sets it to ../shared/corpus)")
+    path = Path(value)
+    if not path.is_dir():
+        pytest.fail(f"POPBRIDGE_CORPUS={value} is not a directory", pytrace=False)
+    return path
