@@ -1,0 +1,362 @@
+"""The webhook client: one pooled aiohttp session, signed POSTs, retries, a breaker per target.
+
+:meth:`WebhookClient.deliver` never raises for a delivery failure: it returns a
+:class:`~bridge.webhook.outcome.DeliveryOutcome` and the poller decides what to do
+(ack and delete, retry later, park). Time, sleeping and randomness are injected so
+tests never wait for real.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import ssl
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from types import TracebackType
+
+import aiohttp
+
+from bridge import __version__
+from bridge.webhook.breaker import BreakerState, CircuitBreaker
+from bridge.webhook.outcome import DeliveryKind, DeliveryOutcome
+from bridge.webhook.policy import (
+    Verdict,
+    backoff_delay,
+    classify,
+    parse_retry_after,
+    status_class,
+)
+from bridge.webhook.signing import sign
+from bridge.webhook.target import WebhookTarget
+
+__all__ = ["OnBreakerChange", "OnRequest", "WebhookClient"]
+
+OnRequest = Callable[[str, str, float], None]
+"""``on_request(target_name, status_class, seconds)`` after every HTTP attempt.
+
+``status_class`` is one of ``"2xx" "3xx" "4xx" "5xx" "timeout" "error"``."""
+
+OnBreakerChange = Callable[[str, BreakerState], None]
+"""``on_breaker_change(target_name, new_state)`` whenever a target's breaker changes state."""
+
+_ERROR_BODY_BYTES = 512
+_ERROR_TEXT_CHARS = 200
+
+
+@dataclass(frozen=True, slots=True)
+class _Attempt:
+    """One HTTP request's result: a status, or the reason there was none."""
+
+    status: int | None
+    detail: str
+    timed_out: bool = False
+    retry_after: str | None = None
+
+
+class _Call:
+    """The running tally of one :meth:`WebhookClient.deliver` call."""
+
+    def __init__(
+        self, target: WebhookTarget, webhook_id: str, start: float, clock: Callable[[], float]
+    ) -> None:
+        self.target = target
+        self.webhook_id = webhook_id
+        self.start = start
+        self.clock = clock
+        self.requests = 0
+        self.used_reference = False
+
+    def finish(
+        self,
+        kind: DeliveryKind,
+        attempt: _Attempt,
+        *,
+        error: str | None = "",
+        retry_after: float | None = None,
+    ) -> DeliveryOutcome:
+        """Build the outcome; ``error`` defaults to the last attempt's detail."""
+        return DeliveryOutcome(
+            kind=kind,
+            target=self.target.name,
+            webhook_id=self.webhook_id,
+            status=attempt.status,
+            attempts=self.requests,
+            error=attempt.detail if error == "" else error,
+            duration=self.clock() - self.start,
+            retry_after=retry_after,
+            used_reference=self.used_reference,
+        )
+
+
+class WebhookClient:
+    """Delivers signed webhook POSTs over one pooled :class:`aiohttp.ClientSession`.
+
+    Use as ``async with WebhookClient() as client:`` or call :meth:`close`. The
+    session is created on first use inside the running loop, trusts proxy settings
+    from the environment, verifies TLS (``ssl_context`` replaces the system trust
+    store, e.g. for a private CA), keeps no cookies and never follows redirects.
+    """
+
+    def __init__(
+        self,
+        *,
+        sleep: Callable[[float], Awaitable[object]] = asyncio.sleep,
+        clock: Callable[[], float] = time.monotonic,
+        wall_clock: Callable[[], float] = time.time,
+        rng: random.Random | None = None,
+        on_request: OnRequest | None = None,
+        on_breaker_change: OnBreakerChange | None = None,
+        ssl_context: ssl.SSLContext | None = None,
+        pool_size: int = 100,
+        user_agent: str = f"popbridge/{__version__}",
+    ) -> None:
+        """Configure the client; nothing is opened until the first delivery.
+
+        ``clock`` (monotonic) measures durations and drives the breakers,
+        ``wall_clock`` gives ``webhook-timestamp`` and dates in ``Retry-After``,
+        ``sleep`` waits between retries, ``rng`` draws the jitter. Callbacks must
+        not raise.
+        """
+        self._sleep = sleep
+        self._clock = clock
+        self._wall_clock = wall_clock
+        self._rng = rng if rng is not None else random.Random()
+        self._on_request = on_request
+        self._on_breaker_change = on_breaker_change
+        self._ssl: ssl.SSLContext | bool = ssl_context if ssl_context is not None else True
+        self._pool_size = pool_size
+        self._user_agent = user_agent
+        self._session: aiohttp.ClientSession | None = None
+        self._breakers: dict[str, CircuitBreaker] = {}
+        self._closed = False
+
+    async def __aenter__(self) -> WebhookClient:
+        """Return self; the session opens lazily."""
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        """Close the session."""
+        await self.close()
+
+    async def close(self) -> None:
+        """Close the HTTP session and its pooled connections; the client cannot be reused."""
+        self._closed = True
+        if self._session is not None:
+            await self._session.close()
+            self._session = None
+
+    # ------------------------------------------------------------------ breakers
+
+    def breaker_state(self, target_name: str) -> BreakerState:
+        """The breaker state of a target (CLOSED for a target never delivered to)."""
+        breaker = self._breakers.get(target_name)
+        return breaker.state if breaker is not None else BreakerState.CLOSED
+
+    def is_open(self, target_name: str) -> bool:
+        """True when a delivery to this target now would be refused without a request."""
+        breaker = self._breakers.get(target_name)
+        return breaker is not None and breaker.is_open()
+
+    def retry_in(self, target_name: str) -> float:
+        """Seconds until the target's breaker lets a probe through (0 when closed)."""
+        breaker = self._breakers.get(target_name)
+        return breaker.retry_in() if breaker is not None else 0.0
+
+    def _breaker(self, target: WebhookTarget) -> CircuitBreaker:
+        breaker = self._breakers.get(target.name)
+        if breaker is None:
+            notify = self._on_breaker_change
+
+            def on_change(state: BreakerState, name: str = target.name) -> None:
+                if notify is not None:
+                    notify(name, state)
+
+            breaker = CircuitBreaker(
+                threshold=target.breaker_threshold,
+                cooldown=target.breaker_cooldown,
+                cooldown_max=target.breaker_cooldown_max,
+                clock=self._clock,
+                on_change=on_change,
+            )
+            self._breakers[target.name] = breaker
+        return breaker
+
+    # ------------------------------------------------------------------ delivery
+
+    async def deliver(
+        self,
+        target: WebhookTarget,
+        webhook_id: str,
+        body: bytes,
+        *,
+        reference_body: Callable[[], bytes] | None = None,
+    ) -> DeliveryOutcome:
+        """POST ``body`` to ``target`` until it is acknowledged, rejected or attempts run out.
+
+        2xx -> ACKED. 408, 425, 429, 5xx, timeouts and connection errors are
+        retried after exponential backoff with full jitter, or after the
+        receiver's ``Retry-After`` when that is within ``target.backoff_max``
+        (a longer one ends the call at once), up to ``target.max_attempts``
+        requests -> TRANSIENT. 413 -> one resend of ``reference_body()`` if given,
+        else REJECTED. Other 4xx and 3xx -> REJECTED. An open breaker ->
+        CIRCUIT_OPEN without a request; a breaker that opens during the call
+        ends it as TRANSIENT.
+        """
+        if self._closed:
+            raise RuntimeError("this WebhookClient is closed")
+        start = self._clock()
+        breaker = self._breaker(target)
+        if not breaker.allow():
+            wait = breaker.retry_in()
+            return DeliveryOutcome(
+                kind=DeliveryKind.CIRCUIT_OPEN,
+                target=target.name,
+                webhook_id=webhook_id,
+                error=(
+                    f"circuit breaker open after {breaker.consecutive_failures} consecutive "
+                    f"transient failures; next probe in {wait:.1f}s"
+                ),
+                retry_after=wait,
+            )
+        call = _Call(target, webhook_id, start, self._clock)
+        probing = breaker.state is BreakerState.HALF_OPEN
+        payload = body
+        transient_failures = 0
+        try:
+            while True:
+                call.requests += 1
+                attempt = await self._post(target, webhook_id, payload)
+                verdict = (
+                    classify(attempt.status) if attempt.status is not None else Verdict.TRANSIENT
+                )
+                if verdict is not Verdict.TRANSIENT:
+                    breaker.record_success()  # the receiver is up and answered
+                    probing = False
+                if verdict is Verdict.ACKED:
+                    return call.finish(DeliveryKind.ACKED, attempt, error=None)
+                if verdict is Verdict.TOO_LARGE:
+                    if reference_body is not None and not call.used_reference:
+                        payload = reference_body()
+                        call.used_reference = True
+                        continue
+                    why = " even without attachment contents" if call.used_reference else ""
+                    error = f"{attempt.detail}: too large{why}"
+                    return call.finish(DeliveryKind.REJECTED, attempt, error=error)
+                if verdict is Verdict.REJECTED:
+                    return call.finish(DeliveryKind.REJECTED, attempt, error=attempt.detail)
+
+                breaker.record_failure()
+                probing = False
+                transient_failures += 1
+                retry_after = parse_retry_after(
+                    attempt.retry_after, now=self._wall_clock(), cap=target.retry_after_max
+                )
+                if transient_failures >= target.max_attempts or (
+                    retry_after is not None and retry_after > target.backoff_max
+                ):
+                    return call.finish(DeliveryKind.TRANSIENT, attempt, retry_after=retry_after)
+                if breaker.is_open():
+                    return call.finish(
+                        DeliveryKind.TRANSIENT, attempt, retry_after=breaker.retry_in()
+                    )
+                if retry_after is None:
+                    retry_after = backoff_delay(
+                        transient_failures, target.backoff_base, target.backoff_max, self._rng
+                    )
+                await self._sleep(retry_after)
+                if not breaker.allow():
+                    return call.finish(
+                        DeliveryKind.TRANSIENT, attempt, retry_after=breaker.retry_in()
+                    )
+                probing = breaker.state is BreakerState.HALF_OPEN
+        finally:
+            if probing:  # cancelled or failed mid-probe: let the next caller probe
+                breaker.release()
+
+    async def _post(self, target: WebhookTarget, webhook_id: str, payload: bytes) -> _Attempt:
+        """Send one signed request and report its status class to ``on_request``."""
+        headers = self._headers(target, webhook_id, payload)
+        session = self._get_session()
+        began = self._clock()
+        try:
+            async with session.post(
+                target.url,
+                data=payload,
+                headers=headers,
+                timeout=aiohttp.ClientTimeout(total=target.timeout),
+                allow_redirects=False,
+            ) as response:
+                snippet = await response.content.read(_ERROR_BODY_BYTES)
+                result = _Attempt(
+                    status=response.status,
+                    detail=_describe_status(response.status, snippet, target),
+                    retry_after=response.headers.get("Retry-After"),
+                )
+        except TimeoutError:
+            result = _Attempt(None, f"timed out after {target.timeout:g}s", timed_out=True)
+        except aiohttp.ClientError as exc:
+            result = _Attempt(None, _describe_exception(exc))
+        except OSError as exc:
+            result = _Attempt(None, f"connection error: {exc.strerror or type(exc).__name__}")
+        if self._on_request is not None:
+            kind = status_class(result.status, timed_out=result.timed_out)
+            self._on_request(target.name, kind, self._clock() - began)
+        return result
+
+    def _headers(self, target: WebhookTarget, webhook_id: str, payload: bytes) -> dict[str, str]:
+        timestamp = int(self._wall_clock())
+        headers = {"User-Agent": self._user_agent}
+        headers.update(target.headers)
+        headers["Content-Type"] = "application/json"
+        headers["webhook-id"] = webhook_id
+        headers["webhook-timestamp"] = str(timestamp)
+        headers["webhook-signature"] = sign(target.secrets, webhook_id, timestamp, payload)
+        if target.bearer_token is not None:
+            headers["Authorization"] = f"Bearer {target.bearer_token}"
+        elif target.basic_auth is not None:
+            auth = aiohttp.BasicAuth(target.basic_auth.user, target.basic_auth.password)
+            headers["Authorization"] = auth.encode()
+        return headers
+
+    def _get_session(self) -> aiohttp.ClientSession:
+        if self._session is None:
+            connector = aiohttp.TCPConnector(limit=self._pool_size, ssl=self._ssl)
+            self._session = aiohttp.ClientSession(
+                connector=connector,
+                trust_env=True,
+                cookie_jar=aiohttp.DummyCookieJar(),
+            )
+        return self._session
+
+
+def _describe_status(status: int, snippet: bytes, target: WebhookTarget) -> str:
+    """``"HTTP 503: <start of the body>"`` with any secret of the target scrubbed."""
+    text = " ".join(snippet.decode("utf-8", "replace").split())
+    for secret in target.sensitive_values():
+        text = text.replace(secret, "[redacted]")
+    if len(text) > _ERROR_TEXT_CHARS:
+        text = text[:_ERROR_TEXT_CHARS] + "..."
+    return f"HTTP {status}: {text}" if text else f"HTTP {status}"
+
+
+def _describe_exception(exc: aiohttp.ClientError) -> str:
+    """A short reason for a failed request that never includes the URL (it may hold a token)."""
+    if isinstance(exc, aiohttp.ClientConnectorCertificateError):
+        return "TLS certificate verification failed"
+    if isinstance(exc, aiohttp.ClientConnectorSSLError | aiohttp.ClientSSLError):
+        return "TLS handshake failed"
+    if isinstance(exc, aiohttp.ClientConnectorError):
+        reason = exc.os_error.strerror or type(exc.os_error).__name__
+        return f"cannot connect: {reason}"
+    if isinstance(exc, aiohttp.ServerDisconnectedError):
+        return "the receiver closed the connection without answering"
+    if isinstance(exc, aiohttp.ClientOSError):
+        return f"connection error: {exc.strerror or type(exc).__name__}"
+    return f"request failed: {type(exc).__name__}"
