@@ -1,0 +1,627 @@
+"""The durable delivery ledger: one SQLite row per (mailbox, UIDL, target).
+
+DESIGN.md, "The delivery ledger". A target's row moves::
+
+    seen -> acked                       (2xx; durable before DELE is sent)
+         -> transient                   (retry at next_attempt_at)
+         -> parked                      (rejected; next_attempt_at grows, see park_backoff)
+         -> dead_lettered               (spooled to disk; the message may be deleted)
+
+and, per message, ``dele_sent_at`` then ``committed_at`` record the deletion (DELE
+sent, then QUIT answered ``+OK``). Rows stay until :meth:`Ledger.prune` sees the
+UIDL gone from the server, so a message the server failed to remove is deleted
+again on reconcile and never posted twice.
+
+SQLite in WAL mode with ``synchronous=FULL``: every commit is on disk when it
+returns. Every write commits at once, except ``mark_acked(..., durable=False)``
+and writes inside :meth:`Ledger.batch`, which join one transaction that
+:meth:`Ledger.commit` (or ``await`` :meth:`Ledger.flush`, or the next durable
+write) makes durable with a single fsync: group commit for throughput.
+
+The methods are synchronous and short (one fsync at most) and are meant to be
+called from the event loop; they are thread-safe, so ``asyncio.to_thread`` works
+too. :meth:`Ledger.flush` does its fsync in a worker thread.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import enum
+import os
+import sqlite3
+import threading
+import time
+from collections.abc import Callable, Collection, Iterable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from types import TracebackType
+from typing import Any, TypeVar
+
+from bridge.errors import LedgerError
+
+__all__ = [
+    "DEFAULT_FILENAME",
+    "SCHEMA_VERSION",
+    "Ledger",
+    "Row",
+    "RowState",
+    "SeenMessage",
+    "park_backoff",
+]
+
+SCHEMA_VERSION = 1
+"""``PRAGMA user_version`` of the schema this code writes."""
+
+DEFAULT_FILENAME = "ledger.sqlite3"
+"""The database file's name when :class:`Ledger` is given a directory."""
+
+_T = TypeVar("_T")
+
+
+class RowState(enum.StrEnum):
+    """Where one target's delivery of one message stands (compares equal to its string)."""
+
+    SEEN = "seen"
+    TRANSIENT = "transient"
+    PARKED = "parked"
+    ACKED = "acked"
+    DEAD_LETTERED = "dead_lettered"
+
+
+_DONE = (RowState.ACKED, RowState.DEAD_LETTERED)
+_PENDING = (RowState.SEEN, RowState.TRANSIENT)
+
+SeenMessage = tuple[str, str, int | None]
+"""``(uidl, webhook_id, size)`` of a message seen for the first time."""
+
+
+@dataclass(frozen=True, slots=True)
+class Row:
+    """One (mailbox, uidl, target) row. Times are Unix seconds."""
+
+    mailbox: str
+    uidl: str
+    target: str
+    state: RowState
+    attempts: int
+    last_error: str | None
+    next_attempt_at: float | None
+    webhook_id: str
+    first_seen_at: float
+    size: int | None
+    updated_at: float
+    dele_sent_at: float | None
+    committed_at: float | None
+
+    @property
+    def done(self) -> bool:
+        """True when this target needs no more POSTs (acked, or the message was dead-lettered)."""
+        return self.state in _DONE
+
+    def due(self, now: float) -> bool:
+        """True when this target should be tried now (not done, next attempt time reached)."""
+        return not self.done and (self.next_attempt_at is None or self.next_attempt_at <= now)
+
+
+def park_backoff(attempts: int, *, base: float = 300.0, cap: float = 86400.0) -> float:
+    """Seconds a parked message waits after its ``attempts``-th attempt: base * 2^(n-1), capped."""
+    return min(cap, base * 2.0 ** min(max(attempts, 1) - 1, 62))
+
+
+_SCHEMA = f"""
+CREATE TABLE deliveries (
+    mailbox         TEXT    NOT NULL,
+    uidl            TEXT    NOT NULL,
+    target          TEXT    NOT NULL,
+    state           TEXT    NOT NULL CHECK (state IN ({", ".join(f"'{s}'" for s in RowState)})),
+    attempts        INTEGER NOT NULL DEFAULT 0,
+    last_error      TEXT,
+    next_attempt_at REAL,
+    webhook_id      TEXT    NOT NULL,
+    first_seen_at   REAL    NOT NULL,
+    size            INTEGER,
+    updated_at      REAL    NOT NULL,
+    dele_sent_at    REAL,
+    committed_at    REAL,
+    PRIMARY KEY (mailbox, uidl, target)
+) WITHOUT ROWID;
+CREATE INDEX deliveries_by_state ON deliveries (mailbox, state, first_seen_at);
+"""
+
+_MIGRATIONS: dict[int, str] = {1: _SCHEMA}
+"""``user_version`` reached -> the SQL that reaches it from the version before."""
+
+_COLUMNS = (
+    "mailbox, uidl, target, state, attempts, last_error, next_attempt_at, webhook_id, "
+    "first_seen_at, size, updated_at, dele_sent_at, committed_at"
+)
+_ERROR_CHARS = 1000
+# Queries assembled only from the constants above, never from input.
+_SELECT_MAILBOX = f"SELECT {_COLUMNS} FROM deliveries WHERE mailbox = ?"  # noqa: S608
+_SELECT_MESSAGE = f"{_SELECT_MAILBOX} AND uidl = ?"
+_OLDEST = "SELECT MIN(first_seen_at) FROM deliveries WHERE mailbox = ? AND state IN "
+
+
+class Ledger:
+    """The delivery ledger in one SQLite file; open on construction, close with :meth:`close`.
+
+    ``path`` is the database file, or an existing directory to hold
+    ``ledger.sqlite3``; missing parent directories are created (mode 0700).
+    Parked messages wait :func:`park_backoff` with ``park_base``/``park_max``.
+    Failures raise :class:`~bridge.errors.LedgerError` naming the file.
+    """
+
+    def __init__(
+        self,
+        path: str | os.PathLike[str],
+        *,
+        park_base: float = 300.0,
+        park_max: float = 86400.0,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        """Open (creating or migrating) the ledger at ``path``."""
+        target = Path(path)
+        self.path = target / DEFAULT_FILENAME if target.is_dir() else target
+        self._park_base = park_base
+        self._park_max = park_max
+        self._clock = clock
+        self._lock = threading.RLock()
+        self._conn: sqlite3.Connection | None = None
+        self._batch_depth = 0
+        self.open()
+
+    # ------------------------------------------------------------------ lifecycle
+
+    def open(self) -> None:
+        """Open the database if it is not open; WAL mode, ``synchronous=FULL``, schema current."""
+        with self._lock:
+            if self._conn is not None:
+                return
+            try:
+                self.path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+                conn = sqlite3.connect(
+                    self.path, isolation_level=None, check_same_thread=False, timeout=10.0
+                )
+            except (OSError, sqlite3.Error) as exc:
+                raise LedgerError(f"cannot open the ledger {self.path}: {exc}") from exc
+            try:
+                mode = conn.execute("PRAGMA journal_mode=WAL").fetchone()[0]
+                if str(mode).lower() != "wal":
+                    raise LedgerError(
+                        f"the ledger {self.path} cannot use WAL mode (got {mode!r}); "
+                        "put data_dir on a local file system"
+                    )
+                conn.execute("PRAGMA synchronous=FULL")
+                self._migrate(conn)
+            except sqlite3.Error as exc:
+                conn.close()
+                raise LedgerError(f"cannot open the ledger {self.path}: {exc}") from exc
+            except BaseException:
+                conn.close()
+                raise
+            self._conn = conn
+
+    def _migrate(self, conn: sqlite3.Connection) -> None:
+        version = int(conn.execute("PRAGMA user_version").fetchone()[0])
+        if version > SCHEMA_VERSION:
+            raise LedgerError(
+                f"the ledger {self.path} has schema version {version}, newer than this "
+                f"popbridge understands ({SCHEMA_VERSION}); upgrade popbridge"
+            )
+        for step in range(version + 1, SCHEMA_VERSION + 1):
+            conn.execute("BEGIN IMMEDIATE")  # one atomic step: its DDL and the version bump
+            try:
+                for statement in filter(str.strip, _MIGRATIONS[step].split(";")):
+                    conn.execute(statement)
+                conn.execute(f"PRAGMA user_version = {step}")
+            except BaseException:
+                conn.execute("ROLLBACK")
+                raise
+            conn.execute("COMMIT")
+
+    def close(self) -> None:
+        """Commit anything pending and close. Safe to call twice."""
+        with self._lock:
+            if self._conn is None:
+                return
+            try:
+                if self._conn.in_transaction:
+                    self._conn.execute("COMMIT")
+            except sqlite3.Error as exc:
+                raise LedgerError(f"cannot commit the ledger {self.path}: {exc}") from exc
+            finally:
+                self._conn.close()
+                self._conn = None
+                self._batch_depth = 0
+
+    def __enter__(self) -> Ledger:
+        self.open()
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    # ------------------------------------------------------------------ transactions
+
+    def _run(self, action: str, work: Callable[[sqlite3.Connection], _T], *, durable: bool) -> _T:
+        """Run ``work`` atomically (a savepoint in the open transaction); commit unless deferred.
+
+        A failing ``work`` leaves no trace and does not disturb deferred writes.
+        """
+        with self._lock:
+            conn = self._conn
+            if conn is None:
+                raise LedgerError(f"the ledger {self.path} is closed")
+            began = not conn.in_transaction
+            try:
+                if began:
+                    conn.execute("BEGIN IMMEDIATE")
+                conn.execute("SAVEPOINT op")
+                try:
+                    result = work(conn)
+                except BaseException:
+                    conn.execute("ROLLBACK TO op")
+                    conn.execute("RELEASE op")
+                    if began:
+                        conn.execute("ROLLBACK")
+                    raise
+                conn.execute("RELEASE op")
+                if durable and self._batch_depth == 0:
+                    conn.execute("COMMIT")
+                return result
+            except sqlite3.Error as exc:
+                raise LedgerError(f"ledger {self.path}: {action} failed: {exc}") from exc
+
+    def _read(self, sql: str, params: tuple[object, ...]) -> list[tuple[Any, ...]]:
+        with self._lock:
+            if self._conn is None:
+                raise LedgerError(f"the ledger {self.path} is closed")
+            try:
+                return self._conn.execute(sql, params).fetchall()
+            except sqlite3.Error as exc:
+                raise LedgerError(f"ledger {self.path}: read failed: {exc}") from exc
+
+    def commit(self) -> None:
+        """Make every deferred write durable now (one fsync); a no-op when nothing is pending."""
+        with self._lock:
+            if self._conn is None or not self._conn.in_transaction:
+                return
+            try:
+                self._conn.execute("COMMIT")
+            except sqlite3.Error as exc:
+                raise LedgerError(f"ledger {self.path}: commit failed: {exc}") from exc
+
+    async def flush(self) -> None:
+        """:meth:`commit` in a worker thread, so the fsync does not stall the event loop."""
+        await asyncio.to_thread(self.commit)
+
+    @property
+    def pending(self) -> bool:
+        """True when deferred writes await :meth:`commit`."""
+        with self._lock:
+            return self._conn is not None and self._conn.in_transaction
+
+    @contextlib.contextmanager
+    def batch(self) -> Iterator[None]:
+        """Defer the commits of every write inside; commit once on exit (group commit).
+
+        Nestable; only the outermost exit commits. On an exception the writes made
+        so far are still committed (each one is a valid state on its own).
+        """
+        with self._lock:
+            self._batch_depth += 1
+        try:
+            yield
+        finally:
+            with self._lock:
+                self._batch_depth -= 1
+                outermost = self._batch_depth == 0
+            if outermost:
+                self.commit()
+
+    # ------------------------------------------------------------------ reads
+
+    def rows(self, mailbox: str) -> dict[str, dict[str, Row]]:
+        """Every row of ``mailbox`` as ``{uidl: {target: Row}}``."""
+        result: dict[str, dict[str, Row]] = {}
+        for row in map(_row, self._read(_SELECT_MAILBOX, (mailbox,))):
+            result.setdefault(row.uidl, {})[row.target] = row
+        return result
+
+    def rows_for(self, mailbox: str, uidl: str) -> dict[str, Row]:
+        """The rows of one message as ``{target: Row}`` (empty if never seen)."""
+        return {row.target: row for row in map(_row, self._read(_SELECT_MESSAGE, (mailbox, uidl)))}
+
+    def oldest_pending(self, mailbox: str, *, include_parked: bool = False) -> float | None:
+        """``first_seen_at`` of the oldest message some target still waits for, or None.
+
+        Counts ``seen`` and ``transient`` rows (and ``parked`` ones if asked).
+        """
+        states = _PENDING + ((RowState.PARKED,) if include_parked else ())
+        sql = _OLDEST + "(" + ", ".join("?" * len(states)) + ")"
+        value = self._read(sql, (mailbox, *states))[0][0]
+        return None if value is None else float(value)
+
+    def parked_count(self, mailbox: str) -> int:
+        """How many messages of ``mailbox`` have at least one parked target."""
+        sql = "SELECT COUNT(DISTINCT uidl) FROM deliveries WHERE mailbox = ? AND state = ?"
+        return int(self._read(sql, (mailbox, RowState.PARKED))[0][0])
+
+    # ------------------------------------------------------------------ writes
+
+    def mark_seen(
+        self,
+        mailbox: str,
+        messages: Iterable[SeenMessage],
+        targets: Iterable[str],
+        now: float | None = None,
+    ) -> None:
+        """Record new messages: one ``seen`` row per (message, target) not yet in the ledger.
+
+        ``messages`` holds ``(uidl, webhook_id, size)``. Existing rows are left
+        alone, so a target added to the config later gets a row of its own.
+        """
+        stamp = self._now(now)
+        names = tuple(targets)
+        values = [
+            (mailbox, uidl, target, RowState.SEEN, wid, stamp, size, stamp)
+            for uidl, wid, size in messages
+            for target in names
+        ]
+        self._run(
+            "mark_seen",
+            lambda c: c.executemany(
+                "INSERT OR IGNORE INTO deliveries (mailbox, uidl, target, state, webhook_id, "
+                "first_seen_at, size, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                values,
+            ),
+            durable=True,
+        )
+
+    def mark_acked(
+        self,
+        mailbox: str,
+        uidl: str,
+        targets: str | Iterable[str],
+        now: float | None = None,
+        *,
+        durable: bool = True,
+    ) -> None:
+        """Record that ``targets`` (one name or several) acknowledged the message.
+
+        Durable when it returns, unless ``durable=False``: then the write joins the
+        open group transaction and becomes durable at the next :meth:`commit`,
+        :meth:`flush` or durable write; call one before sending DELE.
+        """
+        names = (targets,) if isinstance(targets, str) else tuple(targets)
+        self._update(
+            "mark_acked",
+            mailbox,
+            uidl,
+            names,
+            "state = ?, attempts = attempts + 1, last_error = NULL, next_attempt_at = NULL",
+            (RowState.ACKED,),
+            now,
+            durable=durable,
+        )
+
+    def mark_acked_many(
+        self, mailbox: str, acks: Iterable[tuple[str, str]], now: float | None = None
+    ) -> None:
+        """Record several ``(uidl, target)`` acknowledgements with one fsync."""
+        with self.batch():
+            for uidl, target in acks:
+                self.mark_acked(mailbox, uidl, target, now, durable=False)
+
+    def mark_transient(
+        self,
+        mailbox: str,
+        uidl: str,
+        target: str,
+        error: str,
+        next_attempt_at: float | None,
+        now: float | None = None,
+    ) -> None:
+        """Record a transient failure; the target is tried again from ``next_attempt_at``."""
+        self._update(
+            "mark_transient",
+            mailbox,
+            uidl,
+            (target,),
+            "state = ?, attempts = attempts + 1, last_error = ?, next_attempt_at = ?",
+            (RowState.TRANSIENT, _clip(error), next_attempt_at),
+            now,
+        )
+
+    def mark_parked(
+        self,
+        mailbox: str,
+        uidl: str,
+        target: str,
+        error: str,
+        next_attempt_at: float | None = None,
+        now: float | None = None,
+    ) -> float:
+        """Park a rejected message for ``target``; returns its next attempt time.
+
+        With ``next_attempt_at=None`` the wait grows with the attempts:
+        ``now + park_backoff(attempts)``.
+        """
+        stamp = self._now(now)
+
+        def work(conn: sqlite3.Connection) -> float:
+            found = conn.execute(
+                "SELECT attempts FROM deliveries WHERE mailbox = ? AND uidl = ? AND target = ?",
+                (mailbox, uidl, target),
+            ).fetchone()
+            if found is None:
+                raise _missing(mailbox, uidl, (target,))
+            attempts = int(found[0]) + 1
+            when = next_attempt_at
+            if when is None:
+                when = stamp + park_backoff(attempts, base=self._park_base, cap=self._park_max)
+            conn.execute(
+                "UPDATE deliveries SET state = ?, attempts = ?, last_error = ?, "
+                "next_attempt_at = ?, updated_at = ? WHERE mailbox = ? AND uidl = ? AND target = ?",
+                (RowState.PARKED, attempts, _clip(error), when, stamp, mailbox, uidl, target),
+            )
+            return when
+
+        return self._run("mark_parked", work, durable=True)
+
+    def mark_dead_lettered(
+        self, mailbox: str, uidl: str, reason: str, now: float | None = None
+    ) -> None:
+        """Record that the message was spooled to the dead-letter store: every target is done.
+
+        Call it after :meth:`~bridge.deadletter.DeadLetterStore.write` returned and
+        before DELE. Durable when it returns.
+        """
+        stamp = self._now(now)
+
+        def work(conn: sqlite3.Connection) -> None:
+            cursor = conn.execute(
+                "UPDATE deliveries SET state = ?, last_error = ?, next_attempt_at = NULL, "
+                "updated_at = ? WHERE mailbox = ? AND uidl = ?",
+                (RowState.DEAD_LETTERED, _clip(reason), stamp, mailbox, uidl),
+            )
+            if cursor.rowcount == 0:
+                raise _missing(mailbox, uidl, ())
+
+        self._run("mark_dead_lettered", work, durable=True)
+
+    def mark_dele_sent(
+        self, mailbox: str, uidls: Collection[str], now: float | None = None
+    ) -> None:
+        """Record that DELE was answered ``+OK`` for these messages (not yet committed).
+
+        Raises :class:`~bridge.errors.LedgerError` if one of them has a target that
+        is not done (acked or dead-lettered): a message must never be deleted before.
+        """
+        if not uidls:
+            return
+        stamp = self._now(now)
+
+        def work(conn: sqlite3.Connection) -> None:
+            for uidl in uidls:
+                states = [
+                    r[0]
+                    for r in conn.execute(
+                        "SELECT state FROM deliveries WHERE mailbox = ? AND uidl = ?",
+                        (mailbox, uidl),
+                    )
+                ]
+                if not states or any(s not in _DONE for s in states):
+                    raise LedgerError(
+                        f"ledger {self.path}: [{mailbox}] message {uidl!r} is marked deleted "
+                        f"but not every target acknowledged it (states: {sorted(states)})"
+                    )
+            conn.executemany(
+                "UPDATE deliveries SET dele_sent_at = ?, updated_at = ? "
+                "WHERE mailbox = ? AND uidl = ?",
+                [(stamp, stamp, mailbox, uidl) for uidl in uidls],
+            )
+
+        self._run("mark_dele_sent", work, durable=True)
+
+    def commit_session(
+        self, mailbox: str, uidls: Collection[str], now: float | None = None
+    ) -> None:
+        """Record that QUIT was answered ``+OK``: the deletions of ``uidls`` are committed.
+
+        The rows stay until :meth:`prune` no longer sees the UIDLs on the server.
+        """
+        stamp = self._now(now)
+        self._run(
+            "commit_session",
+            lambda c: c.executemany(
+                "UPDATE deliveries SET committed_at = ?, updated_at = ? "
+                "WHERE mailbox = ? AND uidl = ? AND dele_sent_at IS NOT NULL",
+                [(stamp, stamp, mailbox, uidl) for uidl in uidls],
+            ),
+            durable=True,
+        )
+
+    def prune(self, mailbox: str, present_uidls: Collection[str]) -> int:
+        """Delete the rows of messages no longer on the server; returns how many messages."""
+
+        def work(conn: sqlite3.Connection) -> int:
+            known = {
+                r[0]
+                for r in conn.execute(
+                    "SELECT DISTINCT uidl FROM deliveries WHERE mailbox = ?", (mailbox,)
+                )
+            }
+            gone = known.difference(present_uidls)
+            conn.executemany(
+                "DELETE FROM deliveries WHERE mailbox = ? AND uidl = ?",
+                [(mailbox, uidl) for uidl in gone],
+            )
+            return len(gone)
+
+        return self._run("prune", work, durable=True)
+
+    # ------------------------------------------------------------------ helpers
+
+    def _now(self, now: float | None) -> float:
+        return self._clock() if now is None else now
+
+    def _update(
+        self,
+        action: str,
+        mailbox: str,
+        uidl: str,
+        targets: tuple[str, ...],
+        assignments: str,
+        values: tuple[object, ...],
+        now: float | None,
+        *,
+        durable: bool = True,
+    ) -> None:
+        stamp = self._now(now)
+
+        def work(conn: sqlite3.Connection) -> None:
+            for target in targets:
+                cursor = conn.execute(
+                    f"UPDATE deliveries SET {assignments}, updated_at = ? "  # noqa: S608
+                    "WHERE mailbox = ? AND uidl = ? AND target = ?",
+                    (*values, stamp, mailbox, uidl, target),
+                )
+                if cursor.rowcount == 0:
+                    raise _missing(mailbox, uidl, (target,))
+
+        self._run(action, work, durable=durable)
+
+
+def _row(values: tuple[Any, ...]) -> Row:
+    (mailbox, uidl, target, state, attempts, error, nxt, wid, first, size, upd, dele, com) = values
+    return Row(
+        mailbox=str(mailbox),
+        uidl=str(uidl),
+        target=str(target),
+        state=RowState(state),
+        attempts=int(attempts),
+        last_error=None if error is None else str(error),
+        next_attempt_at=None if nxt is None else float(nxt),
+        webhook_id=str(wid),
+        first_seen_at=float(first),
+        size=None if size is None else int(size),
+        updated_at=float(upd),
+        dele_sent_at=None if dele is None else float(dele),
+        committed_at=None if com is None else float(com),
+    )
+
+
+def _clip(text: str) -> str:
+    return text if len(text) <= _ERROR_CHARS else text[:_ERROR_CHARS] + "..."
+
+
+def _missing(mailbox: str, uidl: str, targets: tuple[str, ...]) -> LedgerError:
+    which = f" for target {targets[0]!r}" if targets else ""
+    return LedgerError(f"[{mailbox}] message {uidl!r} has no ledger row{which}; mark_seen it first")
