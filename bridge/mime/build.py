@@ -1,0 +1,399 @@
+"""Raw message bytes to a :class:`Payload`; never raises, whatever the bytes."""
+
+from __future__ import annotations
+
+import binascii
+import hashlib
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from bridge.mime.charsets import decode_bytes
+from bridge.mime.encoded_words import bytes_to_text, decode_header_value
+from bridge.mime.fields import (
+    decode_addresses,
+    first_msgid,
+    parse_date,
+    parse_mime_header,
+    parse_msgids,
+)
+from bridge.mime.model import Address, Attachment, Defect, Header, Payload, PayloadOptions
+from bridge.mime.parts import DefectSink, Part, TreeParser, defect_path, read_headers
+from bridge.mime.transfer import decode_transfer
+
+_ADDRESS_FIELDS = {
+    "from": "from_",
+    "sender": "sender",
+    "reply-to": "reply_to",
+    "to": "to",
+    "cc": "cc",
+    "bcc": "bcc",
+    "delivered-to": "delivered_to",
+}
+_BODY_TYPES = ("text/plain", "text/html")
+
+
+@dataclass(slots=True)
+class _Bodies:
+    texts: list[str] = field(default_factory=list)
+    htmls: list[str] = field(default_factory=list)
+    attachments: list[Attachment] = field(default_factory=list)
+
+
+def _join(pieces: list[str]) -> str | None:
+    if not pieces:
+        return None
+    out = [pieces[0]]
+    for piece in pieces[1:]:
+        if out[-1] and not out[-1].endswith("\n"):
+            out.append("\n")
+        out.append(piece)
+    return "".join(out)
+
+
+class _Builder:
+    """Walks the part tree: picks the bodies a mail client shows, lists everything else."""
+
+    def __init__(self, buf: bytes, options: PayloadOptions, defects: DefectSink) -> None:
+        self.buf = buf
+        self.options = options
+        self.defects = defects
+        self.view = memoryview(buf)
+
+    def content(self, part: Part) -> bytes | memoryview:
+        data = self.view[part.body_start : part.body_end]
+        if part.children is not None or part.content_type.startswith("multipart/"):
+            return data  # an opaque multipart: its body as it is
+        decoded = decode_transfer(data, part.cte)
+        if decoded.problem is not None:
+            self.defects.append((defect_path(part.path), *decoded.problem))
+        return decoded.data
+
+    def text(self, part: Part) -> str:
+        charset = part.params.get("charset")
+        decoded = decode_bytes(self.content(part), charset)
+        if decoded.problem is not None:
+            self.defects.append((defect_path(part.path), *decoded.problem))
+        text = decoded.text
+        return text.replace("\r\n", "\n") if "\r" in text else text
+
+    def attachment(self, part: Part, related: bool) -> Attachment:
+        data = self.content(part)
+        size = len(data)
+        limit = self.options.max_attachment_bytes
+        omitted = limit is not None and size > limit
+        content_id = part.header("content-id")
+        cid = bytes_to_text(content_id).text.strip().strip("<>").strip() if content_id else None
+        disposition = part.disposition or ("inline" if related or cid else "attachment")
+        path = part.path or "1"
+        return Attachment.model_construct(
+            part=path,
+            filename=part.filename,
+            content_type=part.content_type,
+            disposition=disposition,
+            content_id=cid or None,
+            charset=part.params.get("charset") if part.content_type.startswith("text/") else None,
+            related=related,
+            size=size,
+            sha256=hashlib.sha256(data).hexdigest(),
+            content=None if omitted else binascii.b2a_base64(data, newline=False),
+            omitted=omitted,
+            omitted_reason="size" if omitted else None,
+        )
+
+    def is_body(self, part: Part) -> bool:
+        if part.content_type not in _BODY_TYPES or part.disposition == "attachment":
+            return False
+        return part.disposition == "inline" or not part.filename
+
+    def collect(self, part: Part, out: _Bodies, related: bool = False) -> None:
+        children = part.children
+        if children is None:
+            if not related and self.is_body(part):
+                target = out.htmls if part.content_type == "text/html" else out.texts
+                target.append(self.text(part))
+            else:
+                out.attachments.append(self.attachment(part, related))
+            return
+        subtype = part.content_type[10:]
+        if subtype == "alternative" and not related:
+            subs = []
+            for child in children:
+                sub = _Bodies()
+                self.collect(child, sub)
+                subs.append(sub)
+                out.attachments.extend(sub.attachments)
+            with_text = [s for s in subs if s.texts]
+            with_html = [s for s in subs if s.htmls]
+            if with_text:
+                out.texts.extend(with_text[-1].texts)
+            if with_html:
+                out.htmls.extend(with_html[-1].htmls)
+        elif subtype == "related" and children and not related:
+            root = 0
+            start = part.params.get("start", "").strip().strip("<>")
+            if start:
+                for index, child in enumerate(children):
+                    cid = child.header("content-id")
+                    if cid is not None and bytes_to_text(cid).text.strip().strip("<>") == start:
+                        root = index
+                        break
+            for index, child in enumerate(children):
+                self.collect(child, out, related=index != root)
+        else:
+            for child in children:
+                self.collect(child, out, related)
+
+
+@dataclass(slots=True)
+class _Envelope:
+    headers: list[Header] = field(default_factory=list)
+    addresses: dict[str, list[Address]] = field(default_factory=dict)
+    subject: str | None = None
+    date_raw: str | None = None
+    message_id: str | None = None
+    in_reply_to: str | None = None
+    references: list[str] = field(default_factory=list)
+    return_path: str | None = None
+
+
+def _envelope(
+    fields: list[tuple[str, bytes]], charset: str | None, defects: DefectSink
+) -> _Envelope:
+    env = _Envelope()
+    for name, raw in fields:
+        key = name.lower()
+        try:
+            decoded = decode_header_value(raw, charset)
+            value = decoded.text
+            lossy = decoded.problem is not None
+            if decoded.problem is not None:
+                defects.append((None, decoded.problem[0], f"{name}: {decoded.problem[1]}"))
+            if key in _ADDRESS_FIELDS:
+                found = decode_addresses(bytes_to_text(raw, charset).text)
+                env.addresses.setdefault(_ADDRESS_FIELDS[key], []).extend(
+                    Address.model_construct(name=n, address=a) for n, a in found
+                )
+            elif key == "subject":
+                if env.subject is None:
+                    env.subject = value
+            elif key == "date":
+                if env.date_raw is None:
+                    env.date_raw = value
+            elif key == "message-id":
+                if env.message_id is None:
+                    env.message_id = first_msgid(value) or None
+            elif key == "in-reply-to":
+                if env.in_reply_to is None:
+                    env.in_reply_to = first_msgid(value)
+            elif key == "references":
+                env.references.extend(parse_msgids(value))
+            elif key == "return-path" and env.return_path is None:
+                found = decode_addresses(value)
+                env.return_path = found[0][1] if found else value.strip("<> ")
+        except Exception as exc:  # noqa: BLE001 - one header never fails the message
+            value = raw.decode("latin-1")
+            lossy = True
+            detail = f"{name}: {type(exc).__name__} while decoding; kept as Latin-1"
+            defects.append((None, "header_decode_failed", detail))
+        raw_text = raw.decode("ascii", "backslashreplace") if lossy else None
+        env.headers.append(Header.model_construct(name=name, value=value, raw=raw_text))
+    return env
+
+
+def _defects(sink: DefectSink) -> list[Defect]:
+    return [Defect.model_construct(part=p, kind=k, detail=d) for p, k, d in sink]
+
+
+def _payload(
+    env: _Envelope,
+    defects: DefectSink,
+    *,
+    raw_size: int,
+    sha256: str | None,
+    mailbox: str,
+    uidl: str,
+    webhook_id: str,
+    fetched_at: datetime,
+    **rest: object,
+) -> Payload:
+    date = parse_date(env.date_raw) if env.date_raw else None
+    if env.date_raw and date is None:
+        defects.append((None, "invalid_date", f"unparsable Date {env.date_raw[:80]!r}"))
+    addresses = env.addresses
+    values: dict[str, object] = {
+        "version": 1,
+        "webhook_id": webhook_id,
+        "mailbox": mailbox,
+        "uidl": uidl,
+        "message_id": env.message_id,
+        "fetched_at": fetched_at,
+        "from_": addresses.get("from_", []),
+        "sender": addresses.get("sender", []),
+        "reply_to": addresses.get("reply_to", []),
+        "to": addresses.get("to", []),
+        "cc": addresses.get("cc", []),
+        "bcc": addresses.get("bcc", []),
+        "delivered_to": addresses.get("delivered_to", []),
+        "return_path": env.return_path,
+        "subject": env.subject,
+        "date": date,
+        "date_raw": env.date_raw,
+        "in_reply_to": env.in_reply_to,
+        "references": env.references,
+        "headers": env.headers,
+        "size": raw_size,
+        "sha256": sha256,
+        "raw": None,
+        "body_omitted": False,
+        "body_omitted_reason": None,
+        "text": None,
+        "html": None,
+        "attachments": [],
+    }
+    values.update(rest)
+    values["defects"] = _defects(defects)
+    return Payload.model_construct(**values)  # type: ignore[arg-type]
+
+
+def _strip_envelope(raw: bytes, defects: DefectSink) -> tuple[bytes, int]:
+    """Undo what is not MIME: an mbox ``From `` line, old Mac CR-only line ends."""
+    start = 0
+    if b"\n" not in raw and b"\r" in raw:
+        raw = raw.replace(b"\r", b"\n")
+        defects.append((None, "bare_cr_line_endings", "CR-only line ends read as line breaks"))
+    if raw.startswith(b"From "):
+        nl = raw.find(b"\n")
+        start = len(raw) if nl < 0 else nl + 1
+        defects.append((None, "mbox_from_line", "leading mbox 'From ' line skipped"))
+    return raw, start
+
+
+def _build(
+    raw: bytes, options: PayloadOptions, ids: dict[str, object], defects: DefectSink
+) -> Payload:
+    buf, start = _strip_envelope(raw, defects)
+    root = TreeParser(buf, options, defects).parse(start, len(buf))
+    if not root.fields:
+        defects.append((None, "no_headers", "the message has no header fields"))
+    charset = root.params.get("charset")
+    env = _envelope(root.fields, charset, defects)
+    bodies = _Bodies()
+    _Builder(buf, options, defects).collect(root, bodies)
+    encoded_raw = binascii.b2a_base64(raw, newline=False) if options.include_raw else None
+    return _payload(
+        env,
+        defects,
+        raw_size=len(raw),
+        sha256=hashlib.sha256(raw).hexdigest(),
+        text=_join(bodies.texts),
+        html=_join(bodies.htmls),
+        attachments=bodies.attachments,
+        raw=encoded_raw,
+        **ids,  # type: ignore[arg-type]
+    )
+
+
+def _fallback(raw: bytes, options: PayloadOptions, ids: dict[str, object], exc: Exception) -> Payload:
+    """The last resort: no structure, the whole message as one attachment, and why."""
+    limit = options.max_attachment_bytes
+    omitted = limit is not None and len(raw) > limit
+    whole = Attachment.model_construct(
+        part="1",
+        filename=None,
+        content_type="message/rfc822",
+        disposition="attachment",
+        content_id=None,
+        charset=None,
+        related=False,
+        size=len(raw),
+        sha256=hashlib.sha256(raw).hexdigest(),
+        content=None if omitted else binascii.b2a_base64(raw, newline=False),
+        omitted=omitted,
+        omitted_reason="size" if omitted else None,
+    )
+    detail = f"{type(exc).__name__} while parsing; the raw message is attached as is"
+    return _payload(
+        _Envelope(),
+        [(None, "parser_failed", detail)],
+        raw_size=len(raw),
+        sha256=whole.sha256,
+        attachments=[whole],
+        raw=binascii.b2a_base64(raw, newline=False) if options.include_raw else None,
+        **ids,  # type: ignore[arg-type]
+    )
+
+
+def build_payload(
+    raw: bytes,
+    *,
+    mailbox: str,
+    uidl: str,
+    webhook_id: str,
+    fetched_at: datetime,
+    options: PayloadOptions = PayloadOptions(),  # noqa: B008 - frozen, so sharing is safe
+) -> Payload:
+    """Turn the bytes RETR returned into the webhook payload. Never raises for any input.
+
+    Every problem found (bad charsets, broken encodings, unusable boundaries, limits
+    reached) is repaired best-effort and listed in ``defects``; if parsing fails outright
+    the payload carries the whole message as a ``message/rfc822`` attachment instead.
+    """
+    raw = raw if type(raw) is bytes else bytes(raw)
+    ids: dict[str, object] = {
+        "mailbox": mailbox,
+        "uidl": uidl,
+        "webhook_id": webhook_id,
+        "fetched_at": fetched_at,
+    }
+    try:
+        return _build(raw, options, ids, [])
+    except Exception as exc:  # noqa: BLE001 - the contract is "never raises"
+        return _fallback(raw, options, ids, exc)
+
+
+def build_headers_only_payload(
+    header_bytes: bytes,
+    *,
+    size: int,
+    mailbox: str,
+    uidl: str,
+    webhook_id: str,
+    fetched_at: datetime,
+    reason: str,
+    options: PayloadOptions = PayloadOptions(),  # noqa: B008 - frozen, so sharing is safe
+) -> Payload:
+    """A payload from the header block alone (``TOP n 0``), for a message not retrieved whole.
+
+    Body fields are empty, ``body_omitted`` is true with ``reason``, ``size`` is the size
+    the server reported, ``sha256`` is null, and a ``body_omitted`` defect says why.
+    """
+    header_bytes = header_bytes if type(header_bytes) is bytes else bytes(header_bytes)
+    ids: dict[str, object] = {
+        "mailbox": mailbox,
+        "uidl": uidl,
+        "webhook_id": webhook_id,
+        "fetched_at": fetched_at,
+    }
+    defects: DefectSink = []
+    try:
+        buf, start = _strip_envelope(header_bytes, defects)
+        fields, _ = read_headers(buf, start, len(buf), "", options, defects)
+        charset = None
+        for name, value in fields:
+            if name.lower() == "content-type":
+                charset = parse_mime_header(bytes_to_text(value).text)[1].get("charset")
+                break
+        env = _envelope(fields, charset, defects)
+    except Exception as exc:  # noqa: BLE001 - the contract is "never raises"
+        env = _Envelope()
+        defects.append((None, "parser_failed", f"{type(exc).__name__} while reading headers"))
+    defects.append((None, "body_omitted", f"message of {size} bytes sent headers-only: {reason}"))
+    return _payload(
+        env,
+        defects,
+        raw_size=size,
+        sha256=None,
+        body_omitted=True,
+        body_omitted_reason=reason,
+        **ids,  # type: ignore[arg-type]
+    )

@@ -1,0 +1,107 @@
+"""Content-Transfer-Encoding decoders that repair what they can and say what they repaired."""
+
+from __future__ import annotations
+
+import binascii
+import re
+from typing import NamedTuple
+
+Buffer = bytes | memoryview
+
+_B64_ALPHABET = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/"
+_NOT_B64 = bytes(c for c in range(256) if c not in _B64_ALPHABET)
+_BAD_QP = re.compile(rb"=(?![0-9A-Fa-f]{2}|[ \t]*\r?\n|[ \t]*\Z)")
+
+
+class Transferred(NamedTuple):
+    """Decoded part content and, if the encoding was broken or unknown, ``(kind, detail)``."""
+
+    data: Buffer
+    problem: tuple[str, str] | None
+
+
+def normalize_cte(value: str | None) -> str:
+    """Lower-case a Content-Transfer-Encoding value and map common misspellings."""
+    if not value:
+        return "7bit"
+    cte = value.strip().strip("\"'").strip().lower()
+    if cte in ("7bit", "8bit", "binary", "base64", "quoted-printable"):
+        return cte
+    if "64" in cte:
+        return "base64"
+    if "quoted" in cte or cte == "qp":
+        return "quoted-printable"
+    if cte in ("x-uuencode", "uuencode", "x-uue", "uue"):
+        return "x-uuencode"
+    if cte in ("7-bit", "8-bit", "7 bit", "8 bit", "none", ""):
+        return "8bit"
+    return cte
+
+
+def decode_base64(data: Buffer) -> Transferred:
+    """Decode base64, ignoring line breaks; repair stray characters and broken padding."""
+    try:
+        return Transferred(binascii.a2b_base64(data), None)
+    except (binascii.Error, ValueError):
+        pass
+    cleaned = bytes(data).translate(None, _NOT_B64)
+    usable = len(cleaned) - len(cleaned) % 4
+    tail = cleaned[usable:]
+    if len(tail) >= 2:
+        tail = tail + b"=" * (4 - len(tail))
+    else:
+        tail = b""
+    try:
+        decoded = binascii.a2b_base64(cleaned[:usable] + tail)
+    except (binascii.Error, ValueError):  # pragma: no cover - cleaned input is always valid
+        decoded = b""
+    return Transferred(decoded, ("invalid_base64", "bad padding or characters; decoded best effort"))
+
+
+def decode_qp(data: Buffer) -> Transferred:
+    """Decode quoted-printable; invalid ``=`` sequences are kept as they are."""
+    decoded = binascii.a2b_qp(data)
+    if b"=" in data and _BAD_QP.search(data) is not None:
+        return Transferred(decoded, ("invalid_quoted_printable", "invalid '=' sequence kept as is"))
+    return Transferred(decoded, None)
+
+
+def decode_uu(data: Buffer) -> Transferred:
+    """Decode uuencoded content between ``begin`` and ``end`` lines."""
+    out: list[bytes] = []
+    bad = 0
+    started = False
+    for line in bytes(data).splitlines():
+        if not started:
+            started = line.startswith(b"begin")
+            continue
+        if line.strip() in (b"end", b"`", b""):
+            if line.strip() == b"end":
+                break
+            continue
+        try:
+            out.append(binascii.a2b_uu(line))
+        except binascii.Error:
+            try:  # some encoders pad lines badly; the length byte tells how much is real
+                nbytes = (((line[0] - 32) & 63) * 4 + 5) // 3
+                out.append(binascii.a2b_uu(line[:nbytes]))
+            except (binascii.Error, IndexError):
+                bad += 1
+    if not started:
+        return Transferred(data, ("invalid_uuencode", "no 'begin' line; content kept as is"))
+    if bad:
+        return Transferred(b"".join(out), ("invalid_uuencode", f"{bad} undecodable lines skipped"))
+    return Transferred(b"".join(out), None)
+
+
+def decode_transfer(data: Buffer, cte: str) -> Transferred:
+    """Undo the transfer encoding ``cte`` (already normalised). Never raises."""
+    if cte == "base64":
+        return decode_base64(data)
+    if cte == "quoted-printable":
+        return decode_qp(data)
+    if cte in ("7bit", "8bit", "binary"):
+        return Transferred(data, None)
+    if cte == "x-uuencode":
+        return decode_uu(data)
+    return Transferred(data, ("unknown_transfer_encoding", f"{cte[:40]!r}: content kept as is"))
