@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from tests.dovecot import Dovecot, DovecotUnavailable, Pop3User
+from tests.receiver import receiver  # noqa: F401
 
 
 @pytest.fixture(scope="session")

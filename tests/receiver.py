@@ -69,6 +69,8 @@ class RecordedRequest:
     """Wall-clock arrival time (``time.time()``)."""
     monotonic: float
     """Arrival time on ``time.monotonic()``, for measuring gaps between retries."""
+    peer: tuple[str, int] | None = None
+    """The client's address and port: equal ports mean a reused (pooled) connection."""
     answered: int | None = None
 
     @property
@@ -89,6 +91,7 @@ class RecordedRequest:
             "headers": [[k, v] for k, v in self.headers.items()],
             "body_b64": base64.b64encode(self.body).decode("ascii"),
             "time": self.time,
+            "peer": list(self.peer) if self.peer else None,
             "answered": self.answered,
         }
 
@@ -237,6 +240,7 @@ class WebhookReceiver:
             body=body,
             time=time.time(),
             monotonic=time.monotonic(),
+            peer=_peer(request),
         )
         self.requests.append(recorded)
         self._arrived.set()
@@ -254,6 +258,11 @@ class WebhookReceiver:
         if self._on_request is not None:
             self._on_request(recorded)
         return web.Response(status=reply.status, body=reply.body, headers=headers)
+
+
+def _peer(request: web.Request) -> tuple[str, int] | None:
+    info = request.transport.get_extra_info("peername") if request.transport else None
+    return (str(info[0]), int(info[1])) if info else None
 
 
 @pytest.fixture
