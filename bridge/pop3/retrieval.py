@@ -1,0 +1,128 @@
+"""Reading the maildrop: STAT, LIST, UIDL, RETR, TOP and pipelined RETR."""
+
+from __future__ import annotations
+
+import builtins
+import collections
+from collections.abc import AsyncIterator, Iterable
+
+from bridge.pop3._core import ClientCore
+from bridge.pop3.responses import ListEntry, Stat, UidlEntry
+from bridge.pop3.wire import PendingReply, encode_command
+
+__all__ = ["RetrievalMixin"]
+
+DEFAULT_WINDOW = 32
+"""RETR commands kept in flight by :meth:`RetrievalMixin.retr_many` when pipelining."""
+
+
+class RetrievalMixin(ClientCore):
+    """Commands that read the maildrop."""
+
+    def _two_ints(self, text: str, verb: str) -> tuple[int, int]:
+        parts = text.split()
+        try:
+            return int(parts[0]), int(parts[1])
+        except (IndexError, ValueError):
+            raise self._protocol_error(
+                f"cannot parse the {verb} answer {text[:60]!r}", verb
+            ) from None
+
+    async def stat(self) -> Stat:
+        """``STAT``: message count and total size of the maildrop."""
+        response = await self._simple("STAT")
+        count, size = self._two_ints(response.text, "STAT")
+        return Stat(count, size)
+
+    async def list(self) -> builtins.list[ListEntry]:
+        """``LIST``: every message's number and size."""
+        data = await self._multiline("LIST", max_bytes=None, listing=True)
+        return [ListEntry(*self._two_ints(line, "LIST")) for line in self._lines(data, "LIST")]
+
+    async def list_one(self, num: int) -> ListEntry:
+        """``LIST n``: one message's size."""
+        response = await self._simple("LIST", self._num(num))
+        return ListEntry(*self._two_ints(response.text, "LIST"))
+
+    def _uidl_entry(self, text: str) -> UidlEntry:
+        parts = text.split()
+        if len(parts) < 2 or not parts[0].isdigit() or not parts[1].isprintable():
+            raise self._protocol_error(f"cannot parse the UIDL answer {text[:60]!r}", "UIDL")
+        return UidlEntry(int(parts[0]), parts[1])
+
+    async def uidl(self) -> builtins.list[UidlEntry]:
+        """``UIDL``: every message's number and unique id."""
+        data = await self._multiline("UIDL", max_bytes=None, listing=True)
+        return [self._uidl_entry(line) for line in self._lines(data, "UIDL")]
+
+    async def uidl_one(self, num: int) -> UidlEntry:
+        """``UIDL n``: one message's unique id."""
+        response = await self._simple("UIDL", self._num(num))
+        return self._uidl_entry(response.text)
+
+    async def retr(self, num: int, *, max_bytes: int | None = None) -> bytes:
+        """``RETR n``: the message exactly as stored, with CRLF line ends.
+
+        Past ``max_bytes`` (default: the client's ``max_message_size``) it raises
+        :class:`~bridge.errors.Pop3MessageTooLargeError` and closes the connection.
+        """
+        return await self._multiline("RETR", self._num(num), max_bytes=self._limit(max_bytes))
+
+    async def top(self, num: int, lines: int = 0) -> bytes:
+        """``TOP n lines``: the header, the blank line and the first ``lines`` body lines."""
+        if type(lines) is not int or lines < 0:
+            raise ValueError(f"TOP needs a line count >= 0, not {lines!r}")
+        return await self._multiline("TOP", self._num(num), str(lines), max_bytes=self._limit(None))
+
+    async def retr_many(
+        self,
+        nums: Iterable[int],
+        *,
+        window: int = DEFAULT_WINDOW,
+        max_bytes: int | None = None,
+    ) -> AsyncIterator[tuple[int, bytes]]:
+        """Yield ``(num, message)`` for each number, in order.
+
+        With PIPELINING (announced and logged in) up to ``window`` RETRs are in flight;
+        otherwise one at a time. Other commands (``dele`` of a message already yielded,
+        ``noop``) may be sent between items; their replies are read in order. A failure with
+        replies outstanding closes the connection; stopping early leaves the session usable
+        (the outstanding replies are read and dropped by the next command).
+        """
+        todo = [self._num(num) for num in nums]
+        conn = self._connection("RETR")
+        if not conn.pipelining or window <= 1:
+            for num in todo:
+                yield int(num), await self.retr(int(num), max_bytes=max_bytes)
+            return
+        limit = self._limit(max_bytes)
+        queue: collections.deque[tuple[str, PendingReply]] = collections.deque()
+        refill_at = window // 2
+        sent = 0
+        try:
+            while queue or sent < len(todo):
+                if len(queue) <= refill_at and sent < len(todo):
+                    batch = todo[sent : sent + window - len(queue)]
+                    sent += len(batch)
+                    pendings = conn.send_many(
+                        (encode_command("RETR", num) for num in batch),
+                        "RETR",
+                        multiline=True,
+                        max_bytes=limit,
+                    )
+                    queue.extend(zip(batch, pendings, strict=True))
+                    await conn.drain()
+                num, pending = queue[0]
+                async with self._bounded("RETR"):
+                    reply = await conn.wait(pending)
+                queue.popleft()
+                if not reply.response.ok:
+                    raise self._error(reply.response, "RETR")
+                assert reply.data is not None
+                yield int(num), reply.data
+        except GeneratorExit:
+            raise  # the consumer stopped early: leftover replies are read and dropped later
+        except BaseException as exc:
+            if queue and not conn.closed:
+                conn.fail(exc)  # replies are still outstanding: the session cannot go on
+            raise

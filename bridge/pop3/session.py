@@ -1,0 +1,365 @@
+"""Session commands: connect, CAPA, STLS, authentication, NOOP, QUIT."""
+
+from __future__ import annotations
+
+import asyncio
+import ssl
+
+from bridge.errors import (
+    Pop3AuthError,
+    Pop3CommandArgumentError,
+    Pop3ConnectionError,
+    Pop3Error,
+    Pop3InsecureAuthError,
+    Pop3TimeoutError,
+    Pop3TLSError,
+)
+from bridge.pop3 import auth
+from bridge.pop3._core import ClientCore
+from bridge.pop3.auth import Mechanism
+from bridge.pop3.options import TlsMode
+from bridge.pop3.responses import Capabilities, Greeting, Response, Status
+from bridge.pop3.wire import STREAM_LIMIT, Connection, encode_command
+
+__all__ = ["SessionMixin"]
+
+_SASL_MAX_ROUNDS = 8
+_RFC5034_MAX_COMMAND = 255  # an AUTH line with its initial response must fit (RFC 5034 4.)
+
+
+class SessionMixin(ClientCore):
+    """Connecting, TLS, logging in and out."""
+
+    async def connect(self) -> Greeting:
+        """Open the connection, read the greeting, ask ``CAPA`` and (``starttls``) do STLS.
+
+        Raises :class:`Pop3TLSError` when STLS is required but not offered or fails,
+        :class:`Pop3TimeoutError`, :class:`Pop3ConnectionError`, or the typed error of a
+        ``-ERR`` greeting. On any failure the connection is closed.
+        """
+        if self.connected:
+            raise Pop3Error("already connected", mailbox=self.mailbox)
+        loop = asyncio.get_running_loop()
+        timeouts = self.timeouts
+        self._session_deadline = (
+            loop.time() + timeouts.session if timeouts.session is not None else None
+        )
+        self.authenticated = False
+        self.capabilities = Capabilities()
+        self.greeting = None
+        context = self.ssl_context() if self.tls_mode is TlsMode.IMPLICIT else None
+        where = f"{self.host}:{self.port}"
+        try:
+            async with asyncio.timeout(timeouts.connect):
+                reader, writer = await asyncio.open_connection(
+                    self.host,
+                    self.port,
+                    ssl=context,
+                    server_hostname=self.server_hostname if context else None,
+                    ssl_handshake_timeout=timeouts.connect if context else None,
+                    limit=STREAM_LIMIT,
+                )
+        except TimeoutError as exc:
+            raise Pop3TimeoutError(
+                f"connecting to {where} took longer than {timeouts.connect} s",
+                command="connect",
+                mailbox=self.mailbox,
+            ) from exc
+        except ssl.SSLError as exc:  # includes certificate verification failures
+            raise Pop3TLSError(
+                f"TLS with {where} failed: {exc}", command="connect", mailbox=self.mailbox
+            ) from exc
+        except OSError as exc:
+            raise Pop3ConnectionError(
+                f"could not connect to {where}: {exc}", command="connect", mailbox=self.mailbox
+            ) from exc
+        self._conn = Connection(
+            reader,
+            writer,
+            read_timeout=timeouts.read,
+            max_line_length=self.max_line_length,
+            mailbox=self.mailbox,
+        )
+        try:
+            async with self._bounded("greeting"):
+                response = await self._conn.read_greeting()
+            if not response.ok:
+                raise self._error(response, "greeting")
+            self.greeting = Greeting.parse(response.text)
+            await self.capa()
+            if self.tls_mode is TlsMode.STARTTLS:
+                await self.stls()
+        except BaseException:
+            self.abort()
+            raise
+        return self.greeting
+
+    async def capa(self) -> Capabilities:
+        """Ask ``CAPA``; a ``-ERR`` gives an empty set with ``known=False`` (RFC 1939 server)."""
+        conn = self._connection("CAPA")
+        async with self._bounded("CAPA"):
+            reply = await conn.request(
+                b"CAPA\r\n",
+                "CAPA",
+                multiline=True,
+                max_bytes=1 << 20,
+                max_line=self.max_line_length,
+            )
+        if reply.response.ok and reply.data is not None:
+            caps = Capabilities.parse(self._lines(reply.data, "CAPA"))
+        else:
+            caps = Capabilities()
+        self.capabilities = caps
+        conn.pipelining = caps.pipelining and self.authenticated
+        return caps
+
+    async def stls(self) -> Capabilities:
+        """Upgrade to TLS with ``STLS`` (RFC 2595), then ask ``CAPA`` again.
+
+        Fails with :class:`Pop3TLSError`, closing the connection, when the server does not
+        offer STLS or refuses it: there is no fallback to plain text. Bytes the server sent
+        after its ``+OK`` in plain text are discarded.
+        """
+        conn = self._connection("STLS")
+        if conn.tls_active:
+            raise Pop3TLSError("TLS is already active", command="STLS", mailbox=self.mailbox)
+        if self.capabilities.known and not self.capabilities.stls:
+            error = Pop3TLSError(
+                f"{self.host}:{self.port} does not offer STLS and TLS is required; "
+                "not continuing in plain text (use tls: implicit, or fix the server)",
+                command="STLS",
+                mailbox=self.mailbox,
+            )
+            conn.fail(error)
+            raise error
+        async with self._bounded("STLS"):
+            reply = await conn.request(b"STLS\r\n", "STLS")
+        if not reply.response.ok:
+            error = Pop3TLSError(
+                f"the server refused STLS: -ERR {reply.response.text}; "
+                "not continuing in plain text",
+                command="STLS",
+                mailbox=self.mailbox,
+            )
+            conn.fail(error)
+            raise error
+        try:
+            async with asyncio.timeout(self.timeouts.connect):
+                await conn.start_tls(
+                    self.ssl_context(),
+                    server_hostname=self.server_hostname,
+                    handshake_timeout=self.timeouts.connect,
+                )
+        except TimeoutError as exc:
+            if isinstance(exc, Pop3Error):
+                raise
+            error = Pop3TLSError(
+                "the TLS handshake after STLS timed out", command="STLS", mailbox=self.mailbox
+            )
+            conn.fail(error)
+            raise error from exc
+        return await self.capa()
+
+    # ------------------------------------------------------------------ authentication
+
+    def _check_secure(self, verb: str, allow_insecure: bool) -> None:
+        if not self.tls_active and not allow_insecure:
+            raise Pop3InsecureAuthError(
+                f"refusing to send credentials ({verb}) over an unencrypted connection to "
+                f"{self.host}:{self.port}; use tls: implicit or starttls, or allow insecure "
+                "authentication explicitly",
+                command=verb,
+                mailbox=self.mailbox,
+            )
+
+    @staticmethod
+    def _check_credentials(verb: str, *values: str) -> None:
+        for value in values:
+            if any(ch in value for ch in "\r\n\0\x01"):
+                raise Pop3CommandArgumentError(
+                    f"refusing to send {verb}: a credential contains a control character "
+                    "(CR, LF, NUL or ^A)",
+                    command=verb,
+                )
+
+    async def _logged_in(self) -> None:
+        self.authenticated = True
+        await self.capa()  # RFC 2449: capabilities may change after login
+
+    async def user(self, username: str, *, allow_insecure: bool = False) -> Response:
+        """``USER name``; the first half of USER/PASS."""
+        self._check_secure("USER", allow_insecure)
+        return await self._simple("USER", username)
+
+    async def pass_(self, password: str, *, allow_insecure: bool = False) -> Response:
+        """``PASS``; on success the session is logged in and ``CAPA`` is asked again."""
+        self._check_secure("PASS", allow_insecure)
+        self._check_credentials("PASS", password)
+        response = await self._simple("PASS", password, secrets=(password,))
+        await self._logged_in()
+        return response
+
+    async def apop(self, username: str, password: str, *, allow_insecure: bool = False) -> Response:
+        """``APOP name digest`` with the greeting's timestamp (RFC 1939 section 7)."""
+        self._check_secure("APOP", allow_insecure)
+        self._check_credentials("APOP", username, password)
+        timestamp = self.greeting.apop_timestamp if self.greeting else None
+        if timestamp is None:
+            raise Pop3AuthError(
+                "the server does not offer APOP (no timestamp in its greeting)",
+                command="APOP",
+                mailbox=self.mailbox,
+            )
+        digest = auth.apop_digest(timestamp, password)
+        response = await self._simple("APOP", username, digest, secrets=(password, digest))
+        await self._logged_in()
+        return response
+
+    async def auth(
+        self,
+        mechanism: Mechanism | str,
+        username: str,
+        password: str | None = None,
+        *,
+        token: str | None = None,
+        authzid: str = "",
+        initial_response: bool | None = None,
+        allow_insecure: bool = False,
+    ) -> Response:
+        """SASL ``AUTH`` (RFC 5034): PLAIN, LOGIN, XOAUTH2 or OAUTHBEARER.
+
+        ``initial_response`` None sends the response on the AUTH line when it fits in 255
+        octets, else waits for the ``+`` challenge (the two-step form Office 365 needs).
+        A failed XOAUTH2/OAUTHBEARER login answers the server's error challenge as the
+        providers document (an empty line / ``^A``) and raises :class:`Pop3AuthError`.
+        """
+        mech = Mechanism(str(mechanism).lower())
+        self._check_secure("AUTH", allow_insecure)
+        oauth = mech in (Mechanism.XOAUTH2, Mechanism.OAUTHBEARER)
+        secret = token if oauth else password
+        if secret is None:
+            raise Pop3AuthError(
+                f"AUTH {mech.upper()} needs a {'token' if oauth else 'password'}",
+                command="AUTH",
+                mailbox=self.mailbox,
+            )
+        self._check_credentials("AUTH", username, secret, authzid)
+        steps: tuple[str, ...]
+        if mech is Mechanism.PLAIN:
+            steps = (auth.sasl_plain(authzid, username, secret),)
+        elif mech is Mechanism.LOGIN:
+            steps = auth.sasl_login(username, secret)
+        elif mech is Mechanism.XOAUTH2:
+            steps = (auth.xoauth2(username, secret),)
+        elif mech is Mechanism.OAUTHBEARER:
+            steps = (auth.oauthbearer(username, secret, self.server_hostname, self.port),)
+        else:
+            raise Pop3CommandArgumentError(f"{mech.value} is not a SASL mechanism", command="AUTH")
+        name = mech.upper()
+        if initial_response is None:
+            first = len(f"AUTH {name} {steps[0]}\r\n")
+            initial_response = mech is not Mechanism.LOGIN and first <= _RFC5034_MAX_COMMAND
+        secrets = (secret, *steps)
+        conn = self._connection("AUTH")
+        async with self._bounded("AUTH"):
+            if initial_response:
+                line, sent = encode_command("AUTH", name, steps[0]), 1
+            else:
+                line, sent = encode_command("AUTH", name), 0
+            reply = await conn.request(line, "AUTH", allow_continuation=True)
+            rounds = 0
+            while reply.response.status is Status.CONTINUE:
+                rounds += 1
+                if rounds > _SASL_MAX_ROUNDS:
+                    raise self._protocol_error("the SASL exchange does not end", "AUTH")
+                if sent < len(steps):
+                    payload, sent = steps[sent], sent + 1
+                elif mech is Mechanism.XOAUTH2:
+                    payload = ""  # the error challenge is acknowledged with an empty response
+                elif mech is Mechanism.OAUTHBEARER:
+                    payload = "AQ=="  # RFC 7628 3.2.3: a single ^A
+                else:
+                    payload = "*"  # cancel (RFC 5034 4.)
+                reply = await conn.request(
+                    payload.encode("ascii") + b"\r\n", "AUTH", allow_continuation=True
+                )
+        if not reply.response.ok:
+            raise self._error(reply.response, "AUTH", secrets)
+        await self._logged_in()
+        return reply.response
+
+    async def login(
+        self,
+        username: str,
+        password: str | None = None,
+        *,
+        token: str | None = None,
+        method: Mechanism | str = Mechanism.AUTO,
+        allow_insecure: bool = False,
+        authzid: str = "",
+    ) -> Mechanism:
+        """Log in with a password or a bearer token; returns the mechanism used.
+
+        ``method="auto"`` picks the strongest mechanism the server offers (see
+        :func:`bridge.pop3.auth.choose_mechanism`). Credentials are refused over an
+        unencrypted connection unless ``allow_insecure`` is True.
+        """
+        if password is None and token is None:
+            raise Pop3AuthError("login needs a password or a token", mailbox=self.mailbox)
+        chosen = Mechanism(str(method).lower())
+        if chosen is Mechanism.AUTO:
+            chosen = auth.choose_mechanism(
+                self.capabilities,
+                self.greeting,
+                has_password=password is not None,
+                has_token=token is not None,
+                tls_active=self.tls_active,
+                allow_insecure=allow_insecure,
+            )
+        if chosen is Mechanism.USER:
+            if password is None:
+                raise Pop3AuthError("USER/PASS needs a password", mailbox=self.mailbox)
+            self._check_secure("USER", allow_insecure)
+            self._check_credentials("PASS", username, password)
+            await self.user(username, allow_insecure=allow_insecure)
+            await self.pass_(password, allow_insecure=allow_insecure)
+        elif chosen is Mechanism.APOP:
+            if password is None:
+                raise Pop3AuthError("APOP needs a password", mailbox=self.mailbox)
+            await self.apop(username, password, allow_insecure=allow_insecure)
+        else:
+            await self.auth(
+                chosen,
+                username,
+                password,
+                token=token,
+                authzid=authzid,
+                allow_insecure=allow_insecure,
+            )
+        return chosen
+
+    # ------------------------------------------------------------------ keep-alive and end
+
+    async def noop(self) -> Response:
+        """``NOOP``: keeps the session alive while a webhook is slow."""
+        return await self._simple("NOOP")
+
+    async def quit(self) -> Response:
+        """``QUIT``: the server deletes the messages marked with DELE, then the connection closes.
+
+        Only a ``+OK`` commits; a ``-ERR`` raises the typed error (nothing was deleted).
+        """
+        conn = self._connection("QUIT")
+        try:
+            async with self._bounded("QUIT"):
+                reply = await conn.request(b"QUIT\r\n", "QUIT")
+        finally:
+            await conn.close(self.timeouts.connect)
+        if not reply.response.ok:
+            raise self._error(reply.response, "QUIT")
+        return reply.response
+
+    async def close(self) -> None:
+        """Close the connection without QUIT: messages marked for deletion stay."""
+        if self._conn is not None:
+            await self._conn.close(self.timeouts.connect)

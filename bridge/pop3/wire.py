@@ -1,0 +1,461 @@
+"""Bytes on the wire: CRLF framing, multi-line responses, dot-unstuffing, limits and ordering.
+
+Two layers, both free of POP3 semantics beyond framing:
+
+* :class:`FrameReader` owns a read buffer over an :class:`asyncio.StreamReader` and cuts it into
+  status lines and multi-line bodies. It reads big chunks and finds the ``CRLF.CRLF`` terminator
+  with one C-level scan per chunk, so a pipelined stream of small messages costs a few
+  microseconds per message.
+* :class:`Connection` sends commands and hands every reply to the command that asked for it,
+  strictly in order, so commands may be pipelined and a reply can never be paired with the
+  wrong command. Any timeout, protocol error or cancellation in the middle of a reply closes the
+  connection: nothing later can be misread.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import logging
+import re
+import ssl
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+from bridge.errors import (
+    Pop3CommandArgumentError,
+    Pop3ConnectionError,
+    Pop3Error,
+    Pop3LineTooLongError,
+    Pop3MessageTooLargeError,
+    Pop3ProtocolError,
+    Pop3TimeoutError,
+    Pop3TLSError,
+)
+from bridge.pop3.responses import Response, Status
+
+__all__ = [
+    "DEFAULT_MAX_LINE_LENGTH",
+    "STREAM_LIMIT",
+    "Connection",
+    "FrameReader",
+    "PendingReply",
+    "Reply",
+    "encode_command",
+    "unstuff",
+]
+
+log = logging.getLogger("bridge.pop3")
+
+DEFAULT_MAX_LINE_LENGTH = 8192
+"""Longest status line (and listing line) accepted, in octets."""
+
+STREAM_LIMIT = 1 << 20
+"""``limit`` for the asyncio stream: how much the transport buffers before pausing reads."""
+
+READ_CHUNK = 1 << 18
+
+# A line that is only "." ends a multi-line response. The search starts at the LF that ended
+# the status line, so an empty body (".\r\n" right after the status line) needs no special case.
+_TERMINATOR = re.compile(rb"\n\.\r?\n")
+_FORBIDDEN = ("\r", "\n", "\0")
+
+
+def encode_command(verb: str, *args: str) -> bytes:
+    """``VERB arg1 arg2\\r\\n`` as bytes; refuses CR, LF or NUL in any part.
+
+    The error names the verb only, never the offending value (it may be a password).
+    """
+    for part in (verb, *args):
+        if any(ch in part for ch in _FORBIDDEN):
+            raise Pop3CommandArgumentError(
+                f"refusing to send {verb.split(' ', 1)[0]}: an argument contains CR, LF or NUL",
+                command=verb,
+            )
+    line = " ".join((verb, *args)) if args else verb
+    return line.encode("utf-8") + b"\r\n"
+
+
+def unstuff(data: bytes) -> bytes:
+    """Undo dot-stuffing and turn bare LF line ends into CRLF.
+
+    ``data`` starts at a line start and holds whole lines (the terminator already removed).
+    Every line that starts with ``.`` loses that first ``.`` (RFC 1939 section 3).
+    """
+    if data[:1] == b".":
+        data = data[1:]
+    if b"\n." in data:
+        data = data.replace(b"\n.", b"\n")
+    if data.count(b"\n") != data.count(b"\r\n"):
+        data = data.replace(b"\r\n", b"\n").replace(b"\n", b"\r\n")
+    return data
+
+
+def parse_status(line: bytes, *, allow_continuation: bool = False) -> Response:
+    """Parse one status line (without its line end) into a :class:`Response`."""
+    head = line[:4].upper()
+    if head[:3] == b"+OK":
+        return Response.from_text(Status.OK, _text(line[3:]))
+    if head == b"-ERR":
+        return Response.from_text(Status.ERR, _text(line[4:]))
+    if allow_continuation and (line == b"+" or line[:2] == b"+ "):
+        return Response(Status.CONTINUE, line[2:].decode("ascii", "replace"))
+    raise Pop3ProtocolError(f"the server sent a line that is not a POP3 status: {line[:60]!r}")
+
+
+def _text(raw: bytes) -> str:
+    return raw.decode("utf-8", "replace").strip()
+
+
+class FrameReader:
+    """Status lines and multi-line bodies from a stream, with its own buffer.
+
+    Invariant between frames: the byte before ``_pos`` is the LF that ended the previous frame.
+    """
+
+    def __init__(
+        self,
+        reader: asyncio.StreamReader,
+        *,
+        read_timeout: float | None,
+        max_line_length: int = DEFAULT_MAX_LINE_LENGTH,
+    ) -> None:
+        self._reader = reader
+        self._buf = bytearray(b"\n")
+        self._pos = 1
+        self.read_timeout = read_timeout
+        self.max_line_length = max_line_length
+
+    def discard_buffer(self) -> int:
+        """Drop everything buffered but not yet read (at the STLS switch); returns the count."""
+        dropped = len(self._buf) - self._pos
+        self._buf = bytearray(b"\n")
+        self._pos = 1
+        return dropped
+
+    def _compact(self) -> None:
+        # Deleting from the front of a bytearray is O(1) in CPython (it moves the start).
+        if self._pos > 1:
+            del self._buf[: self._pos - 1]
+            self._pos = 1
+
+    async def _fill(self) -> None:
+        try:
+            async with asyncio.timeout(self.read_timeout):
+                data = await self._reader.read(READ_CHUNK)
+        except TimeoutError as exc:
+            raise Pop3TimeoutError(
+                f"the server sent nothing for {self.read_timeout} s; connection closed"
+            ) from exc
+        except OSError as exc:
+            raise Pop3ConnectionError(f"reading from the server failed: {exc}") from exc
+        if not data:
+            raise Pop3ConnectionError("the server closed the connection")
+        self._buf += data
+
+    async def read_status(self, *, allow_continuation: bool = False) -> Response:
+        """Read one status line (``+OK``, ``-ERR``, or ``+`` when ``allow_continuation``)."""
+        self._compact()
+        limit = self.max_line_length
+        while True:
+            nl = self._buf.find(b"\n", self._pos)
+            if nl >= 0:
+                break
+            if len(self._buf) - self._pos > limit:
+                raise Pop3LineTooLongError(f"a status line from the server passed {limit} octets")
+            await self._fill()
+        if nl - self._pos > limit:
+            raise Pop3LineTooLongError(f"a status line from the server passed {limit} octets")
+        line = bytes(self._buf[self._pos : nl])
+        self._pos = nl + 1
+        if line[-1:] == b"\r":
+            line = line[:-1]
+        return parse_status(line, allow_continuation=allow_continuation)
+
+    async def read_body(
+        self, *, max_bytes: int | None = None, max_line: int | None = None
+    ) -> bytes:
+        """Read a multi-line body up to its ``.`` line; unstuffed, CRLF line ends.
+
+        ``max_bytes`` bounds the returned size exactly; reading stops early (at 4/3 of it,
+        the most dot-stuffing can add) so memory stays bounded. ``max_line`` bounds each line.
+        """
+        self._compact()
+        buf = self._buf
+        start = self._pos
+        wire_limit = None if max_bytes is None else max_bytes * 4 // 3 + 8
+        search_from = start - 1
+        while True:
+            match = _TERMINATOR.search(buf, search_from)
+            if match is not None:
+                break
+            end = len(buf)
+            search_from = max(start - 1, end - 3)
+            if wire_limit is not None and end - start > wire_limit:
+                raise Pop3MessageTooLargeError(
+                    f"the message is larger than the limit of {max_bytes} octets",
+                    limit=max_bytes or 0,
+                )
+            if max_line is not None and end - buf.rfind(b"\n", start - 1) - 1 > max_line:
+                raise Pop3LineTooLongError(f"a response line passed {max_line} octets")
+            await self._fill()
+        cut = match.start() + 1
+        data = bytes(buf[start:cut]) if cut > start else b""
+        self._pos = match.end()
+        if data:
+            data = unstuff(data)
+        if max_bytes is not None and len(data) > max_bytes:
+            raise Pop3MessageTooLargeError(
+                f"the message ({len(data)} octets) is larger than the limit of {max_bytes}",
+                limit=max_bytes,
+            )
+        return data
+
+
+@dataclass(slots=True)
+class Reply:
+    """A status line and, for a multi-line command answered ``+OK``, its body."""
+
+    response: Response
+    data: bytes | None = None
+
+
+@dataclass(slots=True, eq=False)
+class PendingReply:
+    """A command on the wire waiting for its reply (filled in by :meth:`Connection.wait`)."""
+
+    verb: str
+    multiline: bool
+    max_bytes: int | None
+    max_line: int | None
+    allow_continuation: bool
+    reply: Reply | None = None
+
+
+class Connection:
+    """Sends commands and reads their replies in order; pipelining-safe.
+
+    Any number of commands may be outstanding (when the server allows pipelining); whoever
+    waits for a reply reads the replies before it on behalf of their commands. A failure while
+    reading a reply closes the connection and fails every outstanding command.
+    """
+
+    def __init__(
+        self,
+        reader: asyncio.StreamReader,
+        writer: asyncio.StreamWriter,
+        *,
+        read_timeout: float | None,
+        max_line_length: int = DEFAULT_MAX_LINE_LENGTH,
+        mailbox: str | None = None,
+    ) -> None:
+        self.frames = FrameReader(
+            reader, read_timeout=read_timeout, max_line_length=max_line_length
+        )
+        self._writer = writer
+        self._pending: collections.deque[PendingReply] = collections.deque()
+        self._read_lock = asyncio.Lock()
+        self._lockstep = asyncio.Lock()
+        self.pipelining = False
+        """When False, :meth:`request` keeps one command at a time on the wire."""
+        self._failure: BaseException | None = None
+        self._closed = False
+        self.mailbox = mailbox
+
+    # ------------------------------------------------------------------ state
+
+    @property
+    def closed(self) -> bool:
+        """True once the connection was closed or broke."""
+        return self._closed
+
+    @property
+    def outstanding(self) -> int:
+        """How many commands were sent and not yet answered."""
+        return len(self._pending)
+
+    @property
+    def tls_active(self) -> bool:
+        """True when the transport is TLS."""
+        return self._writer.get_extra_info("ssl_object") is not None
+
+    def _check_open(self, verb: str) -> None:
+        if self._closed:
+            cause = f" ({type(self._failure).__name__})" if self._failure is not None else ""
+            raise Pop3ConnectionError(
+                f"the connection is closed{cause}", command=verb, mailbox=self.mailbox
+            )
+
+    def fail(self, exc: BaseException) -> None:
+        """Close the connection at once because of ``exc``; outstanding commands fail."""
+        if not self._closed:
+            self._failure = exc
+            self._closed = True
+            self._writer.transport.abort()
+        self._pending.clear()
+
+    async def close(self, grace: float | None = 5.0) -> None:
+        """Close the transport gracefully (bounded by ``grace`` seconds), else abort it."""
+        if self._closed:
+            return
+        self._closed = True
+        self._pending.clear()
+        try:
+            self._writer.close()
+            async with asyncio.timeout(grace):
+                await self._writer.wait_closed()
+        except (OSError, TimeoutError):
+            self._writer.transport.abort()
+
+    # ------------------------------------------------------------------ commands
+
+    def send(
+        self,
+        line: bytes,
+        verb: str,
+        *,
+        multiline: bool = False,
+        max_bytes: int | None = None,
+        max_line: int | None = None,
+        allow_continuation: bool = False,
+    ) -> PendingReply:
+        """Write one encoded command now and queue the wait for its reply."""
+        self._check_open(verb)
+        if log.isEnabledFor(logging.DEBUG):
+            log.debug("pop3 command %s", verb, extra={"mailbox": self.mailbox})
+        pending = PendingReply(verb, multiline, max_bytes, max_line, allow_continuation)
+        self._pending.append(pending)
+        self._writer.write(line)
+        return pending
+
+    def send_many(
+        self,
+        lines: Iterable[bytes],
+        verb: str,
+        *,
+        multiline: bool = False,
+        max_bytes: int | None = None,
+    ) -> list[PendingReply]:
+        """Write several commands with the same reply shape in one write (pipelining)."""
+        self._check_open(verb)
+        chunks = list(lines)
+        if log.isEnabledFor(logging.DEBUG):
+            log.debug("pop3 command %s x%d", verb, len(chunks), extra={"mailbox": self.mailbox})
+        pendings = [PendingReply(verb, multiline, max_bytes, None, False) for _ in chunks]
+        self._pending.extend(pendings)
+        self._writer.write(b"".join(chunks))
+        return pendings
+
+    async def drain(self) -> None:
+        """Wait until the transport's write buffer has room (flow control)."""
+        try:
+            await self._writer.drain()
+        except OSError as exc:
+            error = Pop3ConnectionError(
+                f"writing to the server failed: {exc}", mailbox=self.mailbox
+            )
+            self.fail(error)
+            raise error from exc
+
+    async def wait(self, pending: PendingReply) -> Reply:
+        """The reply to ``pending``, reading earlier replies for their commands first."""
+        while pending.reply is None:
+            async with self._read_lock:
+                if pending.reply is not None:
+                    break
+                self._check_open(pending.verb)
+                head = self._pending[0]
+                try:
+                    reply = await self._read_reply(head)
+                except Pop3Error as exc:
+                    exc.command = exc.command or head.verb
+                    exc.mailbox = exc.mailbox or self.mailbox
+                    self.fail(exc)
+                    raise
+                except BaseException as exc:  # cancelled or timed out mid-reply
+                    self.fail(exc)
+                    raise
+                self._pending.popleft()
+                head.reply = reply
+        return pending.reply
+
+    async def _read_reply(self, head: PendingReply) -> Reply:
+        response = await self.frames.read_status(allow_continuation=head.allow_continuation)
+        if head.multiline and response.ok:
+            data = await self.frames.read_body(max_bytes=head.max_bytes, max_line=head.max_line)
+            return Reply(response, data)
+        return Reply(response)
+
+    async def request(
+        self,
+        line: bytes,
+        verb: str,
+        *,
+        multiline: bool = False,
+        max_bytes: int | None = None,
+        max_line: int | None = None,
+        allow_continuation: bool = False,
+    ) -> Reply:
+        """Send one command and wait for its reply (alone on the wire unless pipelining)."""
+        if self.pipelining:
+            pending = self.send(
+                line,
+                verb,
+                multiline=multiline,
+                max_bytes=max_bytes,
+                max_line=max_line,
+                allow_continuation=allow_continuation,
+            )
+            await self.drain()
+            return await self.wait(pending)
+        async with self._lockstep:
+            if self._pending:  # e.g. replies left by an abandoned pipeline
+                await self.wait(self._pending[-1])
+            pending = self.send(
+                line,
+                verb,
+                multiline=multiline,
+                max_bytes=max_bytes,
+                max_line=max_line,
+                allow_continuation=allow_continuation,
+            )
+            await self.drain()
+            return await self.wait(pending)
+
+    async def read_greeting(self) -> Response:
+        """Read the server's greeting (the reply to no command)."""
+        pending = PendingReply("greeting", False, None, None, False)
+        self._pending.append(pending)
+        reply = await self.wait(pending)
+        return reply.response
+
+    async def start_tls(
+        self,
+        context: ssl.SSLContext,
+        *,
+        server_hostname: str | None,
+        handshake_timeout: float | None,
+    ) -> int:
+        """Switch to TLS (after ``STLS`` was accepted); returns how many plaintext bytes
+        that arrived after the ``+OK`` were discarded (they may be an injection attempt)."""
+        self._check_open("STLS")
+        if self._pending:
+            raise Pop3TLSError("cannot start TLS with commands outstanding", command="STLS")
+        dropped = self.frames.discard_buffer()
+        try:
+            await self._writer.start_tls(
+                context, server_hostname=server_hostname, ssl_handshake_timeout=handshake_timeout
+            )
+        except (ssl.SSLError, ssl.CertificateError) as exc:
+            error = Pop3TLSError(
+                f"TLS negotiation after STLS failed: {exc}", command="STLS", mailbox=self.mailbox
+            )
+            self.fail(error)
+            raise error from exc
+        except (OSError, TimeoutError) as exc:
+            error = Pop3TLSError(
+                f"TLS negotiation after STLS failed: {exc!r}", command="STLS", mailbox=self.mailbox
+            )
+            self.fail(error)
+            raise error from exc
+        return dropped
