@@ -354,6 +354,26 @@ class Metrics:
         self.webhook_requests.labels(target, status_class(status)).inc()
         self.webhook_duration.labels(target).observe(duration_seconds)
 
+    def webhook_attempt(self, target: str, status_class: str, duration_seconds: float) -> None:
+        """Same as :meth:`webhook_request` with the label already computed.
+
+        Its signature matches :data:`bridge.webhook.OnRequest`, so it can be passed as
+        ``WebhookClient(on_request=metrics.webhook_attempt)``.
+        """
+        _check(status_class, STATUS_CLASSES, "status class")
+        self.webhook_requests.labels(target, status_class).inc()
+        self.webhook_duration.labels(target).observe(duration_seconds)
+
+    def breaker_changed(self, target: str, state: object) -> None:
+        """Record a breaker state given as a string or an enum whose value is one.
+
+        Its signature matches :data:`bridge.webhook.OnBreakerChange`.
+        """
+        value = getattr(state, "value", state)
+        if not isinstance(value, str) or value not in _CIRCUIT_VALUES:
+            raise ValueError(f"unknown circuit state {state!r}")
+        self.circuit_state.labels(target).set(_CIRCUIT_VALUES[value])
+
     def set_circuit_state(self, target: str, state: CircuitState) -> None:
         """Record the breaker state of ``target``: closed, half_open or open."""
         if state not in _CIRCUIT_VALUES:
