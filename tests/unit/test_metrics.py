@@ -1,0 +1,254 @@
+"""Metrics: the exported names, labels and values, parsed back from the exposition text."""
+
+from __future__ import annotations
+
+import platform
+
+import pytest
+from prometheus_client.parser import text_string_to_metric_families
+
+from bridge import __version__
+from bridge.metrics import ERROR_CODES, SESSION_OUTCOMES, Metrics, error_code_label, status_class
+from bridge.webhook import BreakerState
+
+DOCUMENTED = {
+    "bridge_messages_fetched_total": {"mailbox"},
+    "bridge_messages_delivered_total": {"mailbox", "target"},
+    "bridge_messages_deleted_total": {"mailbox"},
+    "bridge_messages_rejected_total": {"mailbox", "target"},
+    "bridge_messages_dead_lettered_total": {"mailbox"},
+    "bridge_messages_oversize_total": {"mailbox"},
+    "bridge_delivery_failures_total": {"mailbox", "target", "reason"},
+    "bridge_parse_defects_total": {"mailbox"},
+    "bridge_webhook_requests_total": {"target", "status_class"},
+    "bridge_webhook_request_duration_seconds_bucket": {"target", "le"},
+    "bridge_webhook_request_duration_seconds_count": {"target"},
+    "bridge_webhook_request_duration_seconds_sum": {"target"},
+    "bridge_webhook_circuit_state": {"target"},
+    "bridge_pop3_sessions_total": {"mailbox", "outcome"},
+    "bridge_pop3_session_duration_seconds_bucket": {"mailbox", "le"},
+    "bridge_pop3_session_duration_seconds_count": {"mailbox"},
+    "bridge_pop3_session_duration_seconds_sum": {"mailbox"},
+    "bridge_pop3_error_responses_total": {"mailbox", "code"},
+    "bridge_commit_failures_total": {"mailbox", "command"},
+    "bridge_mailbox_messages": {"mailbox"},
+    "bridge_mailbox_bytes": {"mailbox"},
+    "bridge_oldest_undelivered_age_seconds": {"mailbox"},
+    "bridge_parked_messages": {"mailbox"},
+    "bridge_last_successful_poll_timestamp_seconds": {"mailbox"},
+    "bridge_up": set(),
+    "bridge_build_info": {"version", "python"},
+}
+
+
+def samples(metrics: Metrics) -> dict[tuple[str, frozenset[tuple[str, str]]], float]:
+    """Every sample of the exposition as {(name, labels): value}, `_created` left out."""
+    out = {}
+    for family in text_string_to_metric_families(metrics.render().decode()):
+        for sample in family.samples:
+            if not sample.name.endswith("_created"):
+                out[(sample.name, frozenset(sample.labels.items()))] = sample.value
+    return out
+
+
+def value(metrics: Metrics, name: str, **labels: str) -> float:
+    return samples(metrics)[(name, frozenset(labels.items()))]
+
+
+def test_every_documented_metric_exists_with_its_labels_after_prepare() -> None:
+    """After prepare(), every documented name is exported with exactly its label names."""
+    metrics = Metrics()
+    metrics.prepare({"support": ["main"]})
+    found: dict[str, set[str]] = {}
+    for name, labels in samples(metrics):
+        found.setdefault(name, set()).update(key for key, _ in labels)
+    assert found == DOCUMENTED
+
+
+def test_prepare_creates_zero_series_for_each_label_set() -> None:
+    """Counters and gauges exist at 0 for configured mailboxes, targets and enum values."""
+    metrics = Metrics()
+    metrics.prepare({"support": ["main", "audit"], "sales": ["main"]}, extra_targets=["spare"])
+    got = samples(metrics)
+    assert value(metrics, "bridge_messages_fetched_total", mailbox="sales") == 0
+    assert value(metrics, "bridge_messages_delivered_total", mailbox="support", target="audit") == 0
+    assert ("bridge_messages_delivered_total",
+            frozenset({("mailbox", "sales"), ("target", "audit")})) not in got  # fmt: skip
+    for outcome in SESSION_OUTCOMES:
+        assert value(metrics, "bridge_pop3_sessions_total", mailbox="sales", outcome=outcome) == 0
+    for code in ERROR_CODES:
+        assert value(metrics, "bridge_pop3_error_responses_total", mailbox="sales", code=code) == 0
+    for reason in ("transient", "rejected", "circuit_open"):
+        assert value(metrics, "bridge_delivery_failures_total", mailbox="sales", target="main",
+                     reason=reason) == 0  # fmt: skip
+    for klass in ("2xx", "3xx", "4xx", "5xx", "timeout", "error"):
+        assert value(metrics, "bridge_webhook_requests_total", target="spare",
+                     status_class=klass) == 0  # fmt: skip
+    assert value(metrics, "bridge_webhook_circuit_state", target="spare") == 0
+    assert value(metrics, "bridge_last_successful_poll_timestamp_seconds", mailbox="sales") == 0
+    assert value(metrics, "bridge_oldest_undelivered_age_seconds", mailbox="sales") == 0
+
+
+def test_instances_do_not_share_a_registry() -> None:
+    """Two Metrics objects count independently (no global registry collisions)."""
+    first, second = Metrics(), Metrics()
+    first.message_fetched("a", 3)
+    second.message_fetched("a")
+    assert value(first, "bridge_messages_fetched_total", mailbox="a") == 3
+    assert value(second, "bridge_messages_fetched_total", mailbox="a") == 1
+
+
+def test_message_helpers_count_the_right_series() -> None:
+    """Each message helper increments its own counter with the given labels."""
+    m = Metrics()
+    m.message_fetched("a", 2)
+    m.message_delivered("a", "t")
+    m.messages_deleted_committed("a", 5)
+    m.messages_deleted_committed("a", 0)
+    m.message_rejected("a", "t")
+    m.delivery_failed("a", "t", "rejected")
+    m.delivery_failed("a", "t", "circuit_open")
+    m.message_dead_lettered("a")
+    m.message_oversize("a")
+    m.parse_defects_found("a", 3)
+    assert value(m, "bridge_messages_fetched_total", mailbox="a") == 2
+    assert value(m, "bridge_messages_delivered_total", mailbox="a", target="t") == 1
+    assert value(m, "bridge_messages_deleted_total", mailbox="a") == 5
+    assert value(m, "bridge_messages_rejected_total", mailbox="a", target="t") == 1
+    assert value(m, "bridge_delivery_failures_total", mailbox="a", target="t",
+                 reason="rejected") == 1  # fmt: skip
+    assert value(m, "bridge_delivery_failures_total", mailbox="a", target="t",
+                 reason="circuit_open") == 1  # fmt: skip
+    assert value(m, "bridge_messages_dead_lettered_total", mailbox="a") == 1
+    assert value(m, "bridge_messages_oversize_total", mailbox="a") == 1
+    assert value(m, "bridge_parse_defects_total", mailbox="a") == 3
+
+
+def test_webhook_request_records_status_class_and_duration() -> None:
+    """webhook_request counts by status class and observes the duration histogram."""
+    m = Metrics()
+    m.webhook_request("t", 204, 0.02)
+    m.webhook_request("t", 503, 0.3)
+    m.webhook_request("t", "timeout", 15.0)
+    m.webhook_attempt("t", "4xx", 0.01)
+    assert value(m, "bridge_webhook_requests_total", target="t", status_class="2xx") == 1
+    assert value(m, "bridge_webhook_requests_total", target="t", status_class="5xx") == 1
+    assert value(m, "bridge_webhook_requests_total", target="t", status_class="timeout") == 1
+    assert value(m, "bridge_webhook_requests_total", target="t", status_class="4xx") == 1
+    assert value(m, "bridge_webhook_request_duration_seconds_count", target="t") == 4
+    assert value(m, "bridge_webhook_request_duration_seconds_sum", target="t") == pytest.approx(
+        15.33
+    )
+    assert value(m, "bridge_webhook_request_duration_seconds_bucket", target="t", le="0.025") == 2
+
+
+@pytest.mark.parametrize(
+    ("status", "label"),
+    [(200, "2xx"), (299, "2xx"), (301, "3xx"), (404, "4xx"), (599, "5xx"), (101, "error"),
+     (700, "error"), ("timeout", "timeout"), ("error", "error")],
+)  # fmt: skip
+def test_status_class(status: int | str, label: str) -> None:
+    """HTTP statuses map to 2xx..5xx; others, timeouts and errors to their own labels."""
+    assert status_class(status) == label  # type: ignore[arg-type]
+
+
+def test_circuit_state_values_and_breaker_enum() -> None:
+    """Breaker state is 0 closed, 1 half-open, 2 open; the webhook enum is accepted as is."""
+    m = Metrics()
+    m.set_circuit_state("t", "open")
+    assert value(m, "bridge_webhook_circuit_state", target="t") == 2
+    m.breaker_changed("t", BreakerState.HALF_OPEN)
+    assert value(m, "bridge_webhook_circuit_state", target="t") == 1
+    m.breaker_changed("t", BreakerState.CLOSED)
+    assert value(m, "bridge_webhook_circuit_state", target="t") == 0
+
+
+def test_pop3_helpers() -> None:
+    """Session outcome and duration, error codes, commit failures and STAT are recorded."""
+    m = Metrics()
+    m.pop3_session("a", "ok", 1.5)
+    m.pop3_session("a", "in_use", 0.1)
+    m.pop3_error_response("a", "IN-USE")
+    m.pop3_error_response("a", "sys/temp/quota")
+    m.pop3_error_response("a", None)
+    m.pop3_error_response("a", "X-VENDOR")
+    m.commit_failed("a", "QUIT")
+    m.mailbox_stat("a", 12, 34567)
+    m.set_parked("a", 2)
+    assert value(m, "bridge_pop3_sessions_total", mailbox="a", outcome="ok") == 1
+    assert value(m, "bridge_pop3_sessions_total", mailbox="a", outcome="in_use") == 1
+    assert value(m, "bridge_pop3_session_duration_seconds_count", mailbox="a") == 2
+    assert value(m, "bridge_pop3_error_responses_total", mailbox="a", code="IN-USE") == 1
+    assert value(m, "bridge_pop3_error_responses_total", mailbox="a", code="SYS/TEMP") == 1
+    assert value(m, "bridge_pop3_error_responses_total", mailbox="a", code="none") == 1
+    assert value(m, "bridge_pop3_error_responses_total", mailbox="a", code="other") == 1
+    assert value(m, "bridge_commit_failures_total", mailbox="a", command="QUIT") == 1
+    assert value(m, "bridge_mailbox_messages", mailbox="a") == 12
+    assert value(m, "bridge_mailbox_bytes", mailbox="a") == 34567
+    assert value(m, "bridge_parked_messages", mailbox="a") == 2
+
+
+@pytest.mark.parametrize(
+    ("code", "label"),
+    [("AUTH", "AUTH"), ("LOGIN-DELAY", "LOGIN-DELAY"), ("SYS/PERM", "SYS/PERM"),
+     ("IN-USE-X", "other"), ("", "none")],
+)  # fmt: skip
+def test_error_code_label_is_bounded(code: str, label: str) -> None:
+    """RFC 2449 codes map to a fixed label set; anything else is 'other'."""
+    assert error_code_label(code) == label
+
+
+def test_enum_labels_are_checked() -> None:
+    """An unknown outcome, reason, command, class or state raises instead of adding a series."""
+    m = Metrics()
+    with pytest.raises(ValueError, match="session outcome"):
+        m.pop3_session("a", "weird", 1.0)  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="delivery failure reason"):
+        m.delivery_failed("a", "t", "bad")  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="commit command"):
+        m.commit_failed("a", "RSET")  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="status class"):
+        m.webhook_attempt("t", "6xx", 1.0)
+    with pytest.raises(ValueError, match="circuit state"):
+        m.breaker_changed("t", "ajar")
+    with pytest.raises(ValueError, match="outcome"):
+        m.webhook_request("t", "lost", 1.0)  # type: ignore[arg-type]
+
+
+def test_oldest_undelivered_age_grows_at_scrape_time() -> None:
+    """The age is computed from the first-seen time on every scrape; None resets it to 0."""
+    now = [1000.0]
+    m = Metrics(clock=lambda: now[0])
+    m.set_oldest_undelivered("a", 900.0)
+    assert value(m, "bridge_oldest_undelivered_age_seconds", mailbox="a") == 100
+    now[0] = 1060.0
+    assert value(m, "bridge_oldest_undelivered_age_seconds", mailbox="a") == 160
+    m.set_oldest_undelivered("a", None)
+    assert value(m, "bridge_oldest_undelivered_age_seconds", mailbox="a") == 0
+
+
+def test_last_successful_poll_timestamp_uses_clock_or_given_time() -> None:
+    """poll_succeeded records Unix time, from the injected clock by default."""
+    m = Metrics(clock=lambda: 1234.5)
+    m.poll_succeeded("a")
+    assert value(m, "bridge_last_successful_poll_timestamp_seconds", mailbox="a") == 1234.5
+    m.poll_succeeded("a", when=2000.0)
+    assert value(m, "bridge_last_successful_poll_timestamp_seconds", mailbox="a") == 2000.0
+
+
+def test_build_info_and_up() -> None:
+    """bridge_build_info is 1 with version and python labels; bridge_up follows set_up."""
+    m = Metrics()
+    assert value(m, "bridge_build_info", version=__version__,
+                 python=platform.python_version()) == 1  # fmt: skip
+    assert value(m, "bridge_up") == 1
+    m.set_up(False)
+    assert value(m, "bridge_up") == 0
+
+
+def test_render_is_text_exposition_with_help_and_type() -> None:
+    """render() gives text format with HELP/TYPE lines; content_type names that format."""
+    text = Metrics().render().decode()
+    assert "# TYPE bridge_up gauge" in text
+    assert "# HELP bridge_build_info" in text
+    assert Metrics.content_type.startswith("text/plain; version=")
