@@ -28,6 +28,7 @@ import contextlib
 import inspect
 import json
 import signal
+import ssl
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass, field
@@ -115,8 +116,12 @@ class WebhookReceiver:
         path: str = "/hook",
         reply: ReplySpec = 200,
         on_request: Callable[[RecordedRequest], None] | None = None,
+        ssl_context: ssl.SSLContext | None = None,
     ) -> None:
-        """Prepare a receiver; ``port=0`` picks a free port at the first :meth:`start`."""
+        """Prepare a receiver; ``port=0`` picks a free port at the first :meth:`start`.
+
+        With ``ssl_context`` it serves HTTPS and :attr:`url` starts with ``https://``.
+        """
         self.host = host
         self.port = port
         self.path = path
@@ -125,6 +130,7 @@ class WebhookReceiver:
         self._sequence: collections.deque[Reply] = collections.deque()
         self._decide: Decider | None = None
         self._on_request = on_request
+        self._ssl_context = ssl_context
         self._runner: web.AppRunner | None = None
         self._arrived = asyncio.Event()
 
@@ -140,7 +146,8 @@ class WebhookReceiver:
         """The webhook URL (any path is accepted; this one is conventional)."""
         if self.port == 0:
             raise RuntimeError("the receiver has not been started yet")
-        return f"http://{self.host}:{self.port}{self.path}"
+        scheme = "https" if self._ssl_context is not None else "http"
+        return f"{scheme}://{self.host}:{self.port}{self.path}"
 
     async def start(self) -> WebhookReceiver:
         """Listen (again) on ``host:port``; the first start fixes the port for restarts."""
@@ -150,7 +157,9 @@ class WebhookReceiver:
         app.router.add_route("*", "/{tail:.*}", self._handle)
         runner = web.AppRunner(app, access_log=None, shutdown_timeout=0.5)
         await runner.setup()
-        site = web.TCPSite(runner, self.host, self.port, reuse_address=True)
+        site = web.TCPSite(
+            runner, self.host, self.port, reuse_address=True, ssl_context=self._ssl_context
+        )
         try:
             await site.start()
         except BaseException:

@@ -9,6 +9,7 @@ tests never wait for real.
 from __future__ import annotations
 
 import asyncio
+import base64
 import random
 import ssl
 import time
@@ -321,8 +322,8 @@ class WebhookClient:
         if target.bearer_token is not None:
             headers["Authorization"] = f"Bearer {target.bearer_token}"
         elif target.basic_auth is not None:
-            auth = aiohttp.BasicAuth(target.basic_auth.user, target.basic_auth.password)
-            headers["Authorization"] = auth.encode()
+            pair = f"{target.basic_auth.user}:{target.basic_auth.password}".encode()
+            headers["Authorization"] = "Basic " + base64.b64encode(pair).decode("ascii")
         return headers
 
     def _get_session(self) -> aiohttp.ClientSession:

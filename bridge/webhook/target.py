@@ -38,6 +38,11 @@ class BasicAuth:
     user: str
     password: str = field(repr=False)
 
+    def __post_init__(self) -> None:
+        """RFC 7617: the user id may not contain a colon."""
+        if ":" in self.user:
+            raise ValueError("a basic-auth user name may not contain ':'")
+
 
 @dataclass(frozen=True, slots=True)
 class WebhookTarget:
