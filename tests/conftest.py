@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from tests.dovecot import Dovecot, DovecotUnavailable, Pop3User
+from tests.fakes.pop3server import fake_pop3  # noqa: F401
 from tests.receiver import receiver  # noqa: F401
 
 
