@@ -35,7 +35,10 @@ def run_workload(messages: list[bytes], rounds: int = 3) -> dict[str, float]:
         started = time.perf_counter()
         for index, raw in enumerate(messages):
             payload = build_payload(
-                raw, mailbox="bench", uidl=str(index), webhook_id=f"w{index}",
+                raw,
+                mailbox="bench",
+                uidl=str(index),
+                webhook_id=f"w{index}",
                 fetched_at=_FETCHED_AT,
             )
             payload_json(payload)
@@ -61,7 +64,11 @@ def _rss_child(path: str) -> None:
     idle = _status_kib("VmRSS")
     raw = Path(path).read_bytes()
     payload = build_payload(
-        raw, mailbox="bench", uidl="1", webhook_id="w1", fetched_at=_FETCHED_AT,
+        raw,
+        mailbox="bench",
+        uidl="1",
+        webhook_id="w1",
+        fetched_at=_FETCHED_AT,
         options=PayloadOptions(),
     )
     body = payload_json(payload)
@@ -78,7 +85,9 @@ def measure_large(megabytes: int = 50) -> dict[str, float]:
         del raw
         out = subprocess.run(  # noqa: S603 - our own interpreter and module
             [sys.executable, "-m", "bench.parse_bench", "--rss-child", path],
-            check=True, capture_output=True, text=True,
+            check=True,
+            capture_output=True,
+            text=True,
         ).stdout
     result = json.loads(out)
     growth = (result["peak_kib"] - result["idle_kib"]) * 1024

@@ -13,22 +13,25 @@ from __future__ import annotations
 
 import base64
 import random
+import re
 
 MIXED_TOTAL_BYTES = 12_600_000
 """Target size of the mixed workload (within 0.5%)."""
 
-_WORDS = (
+_WORDS = re.findall(
+    r"\w+",
     "the quick brown fox jumps over lazy dog mail bridge webhook payload invoice order "
-    "shipment meeting report quarter budget review please find attached regards thanks"
-).split()
+    "shipment meeting report quarter budget review please find attached regards thanks",
+)
+# Non-Latin look-alike letters are the point of this data.
 _INTERNATIONAL = (
-    ("utf-8", "Grüße aus München – Übersicht für Öl und Straße"),
+    ("utf-8", "Grüße aus München – Übersicht für Öl und Straße"),  # noqa: RUF001
     ("iso-8859-1", "Réunion à Paris: café, crème brûlée et déjà vu"),
     ("koi8-r", "Привет, это отчёт за квартал по продажам"),
     ("iso-2022-jp", "会議の議事録をお送りします。よろしくお願いします。"),
     ("shift_jis", "お見積りの件についてご連絡いたします"),
-    ("gb2312", "关于下周会议安排的通知，请查收附件"),
-    ("utf-8", "Ελληνικά κείμενα και emoji 🎉 για δοκιμή"),
+    ("gb2312", "关于下周会议安排的通知，请查收附件"),  # noqa: RUF001
+    ("utf-8", "Ελληνικά κείμενα και emoji 🎉 για δοκιμή"),  # noqa: RUF001
     ("windows-1251", "Съобщение на български за тестване"),
 )
 
@@ -136,13 +139,18 @@ def _with_attachment(rng: random.Random, index: int, attachment_size: int) -> by
         f'Content-Type: multipart/mixed; boundary="{boundary}"\r\n',
     )
     return (
-        f"{head}\r\n--{boundary}\r\nContent-Type: multipart/alternative; boundary=in{boundary}\r\n"
-        f"\r\n--in{boundary}\r\nContent-Type: text/plain; charset=utf-8\r\n\r\n{text}\r\n"
-        f"--in{boundary}\r\nContent-Type: text/html; charset=utf-8\r\n\r\n{html}\r\n"
-        f"--in{boundary}--\r\n"
-        f"--{boundary}\r\nContent-Type: application/octet-stream\r\n"
-        f"Content-Disposition: {disposition}\r\nContent-Transfer-Encoding: base64\r\n\r\n"
-    ).encode() + _b64_lines(data) + f"\r\n--{boundary}--\r\n".encode()
+        (
+            f"{head}\r\n--{boundary}\r\n"
+            f"Content-Type: multipart/alternative; boundary=in{boundary}\r\n"
+            f"\r\n--in{boundary}\r\nContent-Type: text/plain; charset=utf-8\r\n\r\n{text}\r\n"
+            f"--in{boundary}\r\nContent-Type: text/html; charset=utf-8\r\n\r\n{html}\r\n"
+            f"--in{boundary}--\r\n"
+            f"--{boundary}\r\nContent-Type: application/octet-stream\r\n"
+            f"Content-Disposition: {disposition}\r\nContent-Transfer-Encoding: base64\r\n\r\n"
+        ).encode()
+        + _b64_lines(data)
+        + f"\r\n--{boundary}--\r\n".encode()
+    )
 
 
 def small_workload(count: int = 1000) -> list[bytes]:
