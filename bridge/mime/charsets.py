@@ -124,7 +124,7 @@ def decode_bytes(data: bytes | memoryview, declared: str | None) -> Decoded:
         if text.isascii():
             return Decoded(text, None)
         return Decoded(text, ("charset_missing", "no charset declared; decoded as utf-8"))
-    if codec is not None and codec not in ("ascii", "cp1252"):
+    if codec is not None and codec not in ("ascii", "cp1252", "utf-8"):
         try:
             text = str(data, codec, "replace")
         except Exception:  # noqa: BLE001 - a codec that fails even with "replace"

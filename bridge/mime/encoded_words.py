@@ -7,6 +7,7 @@ import re
 from typing import NamedTuple
 
 from bridge.mime.charsets import decode_bytes, lookup_charset
+from bridge.mime.transfer import repair_base64
 
 _ENCODED_WORD = re.compile(r"=\?([^?\s]+)\?([QqBb])\?([^?\s]*)\?=")
 _WSP_ONLY = re.compile(r"[ \t\r\n]*\Z")
@@ -41,12 +42,7 @@ def _word_bytes(encoding: str, payload: str) -> tuple[bytes, bool]:
         try:
             return binascii.a2b_base64(data + b"=" * (-len(data) % 4)), False
         except (binascii.Error, ValueError):
-            cleaned = bytes(c for c in data if c != 0x3D)
-            cleaned = cleaned[: len(cleaned) - len(cleaned) % 4]
-            try:
-                return binascii.a2b_base64(cleaned), True
-            except (binascii.Error, ValueError):
-                return data, True
+            return repair_base64(data), True
     return binascii.a2b_qp(data, header=True), False
 
 

@@ -267,9 +267,12 @@ class TreeParser:
                     self.buf, part.body_start, part.body_end, guessed
                 )
             if spans:
-                kind = "boundary_guessed"
-                detail = f"declared boundary {boundary_text[:80]!r} not usable; found another"
-                self.defects.append((where, kind, detail))
+                found = (guessed or b"").decode("utf-8", "replace")[:80]
+                if boundary_text:
+                    detail = f"boundary {boundary_text[:80]!r} not in the body; used {found!r}"
+                else:
+                    detail = f"no boundary parameter; used {found!r} found in the body"
+                self.defects.append((where, "boundary_guessed", detail))
             else:
                 kind = "boundary_not_found" if boundary_text else "multipart_without_boundary"
                 detail = "no usable boundary; the body is read as text/plain"

@@ -38,12 +38,8 @@ def normalize_cte(value: str | None) -> str:
     return cte
 
 
-def decode_base64(data: Buffer) -> Transferred:
-    """Decode base64, ignoring line breaks; repair stray characters and broken padding."""
-    try:
-        return Transferred(binascii.a2b_base64(data), None)
-    except (binascii.Error, ValueError):
-        pass
+def repair_base64(data: Buffer) -> bytes:
+    """Best-effort base64 decode: drop characters outside the alphabet, fix the padding."""
     cleaned = bytes(data).translate(None, _NOT_B64)
     usable = len(cleaned) - len(cleaned) % 4
     tail = cleaned[usable:]
@@ -55,13 +51,23 @@ def decode_base64(data: Buffer) -> Transferred:
         decoded = binascii.a2b_base64(cleaned[:usable] + tail)
     except (binascii.Error, ValueError):  # pragma: no cover - cleaned input is always valid
         decoded = b""
-    return Transferred(decoded, ("invalid_base64", "bad padding or characters; decoded best effort"))
+    return decoded
+
+
+def decode_base64(data: Buffer) -> Transferred:
+    """Decode base64, ignoring line breaks; repair stray characters and broken padding."""
+    try:
+        return Transferred(binascii.a2b_base64(data), None)
+    except (binascii.Error, ValueError):
+        pass
+    detail = "bad padding or characters; decoded best effort"
+    return Transferred(repair_base64(data), ("invalid_base64", detail))
 
 
 def decode_qp(data: Buffer) -> Transferred:
     """Decode quoted-printable; invalid ``=`` sequences are kept as they are."""
     decoded = binascii.a2b_qp(data)
-    if b"=" in data and _BAD_QP.search(data) is not None:
+    if _BAD_QP.search(data) is not None:
         return Transferred(decoded, ("invalid_quoted_printable", "invalid '=' sequence kept as is"))
     return Transferred(decoded, None)
 
