@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import platform
+from pathlib import Path
 
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
@@ -252,3 +253,16 @@ def test_render_is_text_exposition_with_help_and_type() -> None:
     assert "# TYPE bridge_up gauge" in text
     assert "# HELP bridge_build_info" in text
     assert Metrics.content_type.startswith("text/plain; version=")
+
+
+def test_every_exported_family_is_documented() -> None:
+    """docs/metrics.md has a table row for every metric family the registry exports."""
+    doc = (Path(__file__).resolve().parents[2] / "docs" / "metrics.md").read_text()
+    metrics = Metrics()
+    names = set()
+    for family in text_string_to_metric_families(metrics.render().decode()):
+        suffix = "_total" if family.type == "counter" else ""
+        names.add(family.name + suffix)
+    assert len(names) == 22
+    missing = {name for name in names if f"| `{name}` |" not in doc}
+    assert not missing, f"not in docs/metrics.md: {sorted(missing)}"
