@@ -49,6 +49,7 @@ from bridge.webhook.signing import decode_secret
 __all__ = [
     "ENV_PREFIX",
     "MIB",
+    "NAME_PATTERN",
     "AuthMethod",
     "BasicAuthConfig",
     "Config",
@@ -60,6 +61,7 @@ __all__ = [
     "WebhookConfig",
     "apply_env_overrides",
     "config_schema",
+    "format_loc",
     "interpolate",
     "load_config",
     "parse_listen",
@@ -787,8 +789,6 @@ def _apply_one(
                 )
             key = matches[0]
         elif typing.get_origin(declared) is dict and isinstance(node, dict):
-            if _type_at(loc) == dict[str, SecretStr]:
-                return "headers cannot be set from the environment; use ${VAR} in the file"
             names = [k for k in node if _env_key(str(k)) == segment]
             if len(names) != 1:
                 return (
@@ -799,6 +799,8 @@ def _apply_one(
             key = names[0]
         elif isinstance(node, dict):
             key = segment.lower()
+            if key == "headers":
+                return "headers cannot be set from the environment; use ${VAR} in the file"
         else:
             return f"{format_loc(loc)} is not a mapping in the file"
         loc = (*loc, key)
@@ -822,6 +824,9 @@ def _apply_one(
             origins[format_loc(loc)] = var
             return None
         if isinstance(node, dict) and key not in node:
+            declared_here = _type_at(loc)
+            if not (isinstance(declared_here, type) and issubclass(declared_here, BaseModel)):
+                return f"{format_loc(loc)} is not in the file"
             node[key] = {}
         node = node[key]
     return None

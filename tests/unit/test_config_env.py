@@ -102,6 +102,15 @@ def test_sections_missing_from_the_file_are_created() -> None:
     assert load({"POPBRIDGE_LOG__FORMAT": "json"}).log.format == "json"
 
 
+def test_a_list_or_mapping_missing_from_the_file_is_not_invented() -> None:
+    """Overriding inside mailboxes or webhooks needs them in the file; nothing is made up."""
+    data = config_dict()
+    del data["webhooks"]
+    with pytest.raises(ConfigError) as info:
+        Config.from_dict(data, env={"POPBRIDGE_WEBHOOKS__MAIN__URL": "https://x.test/"})
+    assert info.value.problems == ["POPBRIDGE_WEBHOOKS__MAIN__URL: webhooks is not in the file"]
+
+
 def test_unrelated_prefixed_variables_are_ignored() -> None:
     """Variables whose first level is not a config key (POPBRIDGE_CORPUS) are not overrides."""
     config = load({"POPBRIDGE_CORPUS": "/some/dir", "POPBRIDGE_CONFIG": "/etc/x.yaml"})
