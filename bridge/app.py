@@ -1,0 +1,422 @@
+"""The service: builds every concrete part from config and schedules the mailboxes.
+
+This is the only module that turns config into objects (STYLE.md). It owns the ledger, the
+webhook client, the metrics and the HTTP server, one :class:`~bridge.poller.Poller` per
+mailbox, and the scheduling rules: each mailbox polls every ``poll_interval`` with jitter,
+one session per mailbox at a time, at most ``max_concurrent_sessions`` at once, a failing
+mailbox backs off by the kind of failure and never delays the others.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import random
+import ssl
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import structlog
+
+from bridge.clock import Clock, SystemClock
+from bridge.config import Config, MailboxConfig, WebhookConfig
+from bridge.deadletter import DeadLetterStore
+from bridge.errors import (
+    BridgeError,
+    Pop3AuthError,
+    Pop3ConnectionError,
+    Pop3Error,
+    Pop3InUseError,
+    Pop3LoginDelayError,
+    Pop3ProtocolError,
+    Pop3ResponseError,
+    Pop3TimeoutError,
+    Pop3TLSError,
+)
+from bridge.ledger import Ledger
+from bridge.metrics import Metrics, SessionOutcome
+from bridge.mime import PayloadOptions
+from bridge.poller import MailboxPolicy, Poller, SessionResult
+from bridge.pop3 import Pop3Client, Timeouts
+from bridge.server import HealthState, HttpServer
+from bridge.webhook import BasicAuth, WebhookClient, WebhookTarget
+
+log = structlog.get_logger("bridge.app")
+
+MAX_FAILURE_BACKOFF = 900.0  # seconds; a broken mailbox is retried at least every 15 minutes
+JITTER = 0.1  # +-10 % on every interval, so mailboxes do not poll in lock-step
+
+
+# ---------------------------------------------------------------------- config -> parts
+
+
+def webhook_target(name: str, cfg: WebhookConfig) -> WebhookTarget:
+    """The webhook package's value object for one configured target."""
+    basic = None
+    if cfg.basic_auth is not None and cfg.basic_auth.password is not None:
+        basic = BasicAuth(cfg.basic_auth.username, cfg.basic_auth.password.get_secret_value())
+    return WebhookTarget(
+        name=name,
+        url=cfg.url,
+        secrets=tuple(s.get_secret_value() for s in cfg.signing_secrets()),
+        timeout=cfg.timeout,
+        headers={k: v.get_secret_value() for k, v in cfg.headers.items()},
+        bearer_token=cfg.bearer_token.get_secret_value() if cfg.bearer_token else None,
+        basic_auth=basic,
+        max_attempts=cfg.max_attempts,
+        backoff_base=cfg.backoff_initial,
+        backoff_max=cfg.backoff_max,
+        breaker_threshold=cfg.breaker_failures,
+        breaker_cooldown=cfg.breaker_cooldown,
+    )
+
+
+def mailbox_policy(cfg: MailboxConfig) -> MailboxPolicy:
+    """What the poller needs from one mailbox's config."""
+    return MailboxPolicy(
+        name=cfg.name,
+        targets=tuple(cfg.webhooks),
+        max_message_bytes=cfg.max_message_bytes,
+        oversize_policy=cfg.oversize_policy,
+        reject_policy=cfg.reject_policy,
+        session_max_messages=cfg.session_max_messages,
+        session_max_bytes=cfg.session_max_bytes,
+        session_max_seconds=cfg.session_max_seconds,
+        delivery_concurrency=cfg.delivery_concurrency,
+        strict_order=cfg.strict_order,
+        # NOOP well inside the server's idle timeout (RFC 1939: at least 10 minutes)
+        keepalive_interval=min(30.0, cfg.command_timeout),
+        payload_options=PayloadOptions(
+            include_raw=cfg.include_raw, max_attachment_bytes=cfg.max_attachment_bytes
+        ),
+    )
+
+
+def client_factory(cfg: MailboxConfig) -> Callable[[], Awaitable[Pop3Client]]:
+    """A function that opens a logged-in POP3 client for this mailbox."""
+
+    context: ssl.SSLContext | None = None
+    if not cfg.tls_verify:
+        # Explicitly asked for (tls_verify: false): encryption without authentication.
+        context = ssl.create_default_context()
+        context.check_hostname = False
+        context.verify_mode = ssl.CERT_NONE
+        if cfg.client_cert:
+            context.load_cert_chain(cfg.client_cert, cfg.client_key)
+
+    async def open_client() -> Pop3Client:
+        client = Pop3Client(
+            cfg.host,
+            cfg.port,
+            tls=cfg.tls,
+            ssl_context=context,
+            ca_file=cfg.ca_file,
+            client_cert=cfg.client_cert,
+            client_key=cfg.client_key,
+            timeouts=Timeouts(
+                connect=cfg.connect_timeout,
+                read=cfg.command_timeout,
+                # a whole command, a large RETR included, may take longer than one read
+                command=max(cfg.command_timeout * 5, 300.0),
+            ),
+            mailbox=cfg.name,
+        )
+        try:
+            await client.connect()
+            await client.login(
+                cfg.username,
+                password=cfg.password.get_secret_value() if cfg.password else None,
+                token=cfg.token.get_secret_value() if cfg.token else None,
+                method=cfg.auth,
+                allow_insecure=cfg.allow_insecure_auth,
+            )
+        except BaseException:
+            await client.close()
+            raise
+        return client
+
+    return open_client
+
+
+def shard_of(name: str, count: int) -> int:
+    """The replica (0-based) that owns a mailbox: a stable hash, the same on every host."""
+    return int.from_bytes(hashlib.sha256(name.encode()).digest()[:8], "big") % count
+
+
+def select_shard(
+    mailboxes: Sequence[MailboxConfig], shard: tuple[int, int] | None
+) -> list[MailboxConfig]:
+    """The mailboxes this replica polls under ``--shard INDEX/COUNT``."""
+    if shard is None:
+        return list(mailboxes)
+    index, count = shard
+    return [m for m in mailboxes if shard_of(m.name, count) == index]
+
+
+def session_outcome(exc: BaseException | None, result: SessionResult | None) -> SessionOutcome:
+    """The ``outcome`` label of ``bridge_pop3_sessions_total``."""
+    if exc is None:
+        return "commit_error" if result is not None and result.commit_errors else "ok"
+    table: tuple[tuple[type[BaseException], SessionOutcome], ...] = (
+        (Pop3AuthError, "auth_error"),
+        (Pop3InUseError, "in_use"),
+        (Pop3LoginDelayError, "login_delay"),
+        (Pop3TLSError, "tls_error"),
+        (Pop3TimeoutError, "timeout"),
+        (Pop3ConnectionError, "connect_error"),
+        (Pop3ProtocolError, "protocol_error"),
+        (Pop3ResponseError, "server_error"),
+    )
+    for cls, label in table:
+        if isinstance(exc, cls):
+            return label
+    if isinstance(exc, OSError | TimeoutError):
+        return "connect_error"
+    return "error"
+
+
+@dataclass
+class MailboxState:
+    """Scheduling state of one mailbox."""
+
+    config: MailboxConfig
+    poller: Poller
+    failures: int = 0
+    last_result: SessionResult | None = None
+    last_exception: BaseException | None = None
+
+
+@dataclass(frozen=True)
+class CheckRow:
+    """One line of ``popbridge check``."""
+
+    mailbox: str
+    ok: bool
+    messages: int | None
+    size: int | None
+    detail: str
+
+
+# ---------------------------------------------------------------------- the app
+
+
+class App:
+    """Everything the service runs, built from one :class:`~bridge.config.Config`."""
+
+    def __init__(
+        self,
+        config: Config,
+        *,
+        clock: Clock | None = None,
+        shard: tuple[int, int] | None = None,
+        rng: random.Random | None = None,
+        metrics: Metrics | None = None,
+    ) -> None:
+        self.config = config
+        self.clock = clock or SystemClock()
+        self.rng = rng or random.Random()
+        self.metrics = metrics or Metrics(clock=self.clock.time)
+        mailboxes = select_shard(config.mailboxes, shard)
+        self.metrics.prepare(
+            {m.name: m.webhooks for m in mailboxes}, extra_targets=list(config.webhooks)
+        )
+        self.health = HealthState(
+            {m.name: m.poll_interval for m in mailboxes}, clock=self.clock.time
+        )
+        data_dir = Path(config.data_dir)
+        self.ledger = Ledger(data_dir / "ledger.sqlite3", clock=self.clock.time)
+        self.deadletters = DeadLetterStore(data_dir / "dead-letters")
+        self.targets = {name: webhook_target(name, cfg) for name, cfg in config.webhooks.items()}
+        self.webhooks = WebhookClient(
+            on_request=self.metrics.webhook_attempt,
+            on_breaker_change=self.metrics.breaker_changed,
+            wall_clock=self.clock.time,
+        )
+        self.mailboxes = {
+            m.name: MailboxState(
+                config=m,
+                poller=Poller(
+                    mailbox_policy(m),
+                    open_client=client_factory(m),
+                    ledger=self.ledger,
+                    webhooks=self.webhooks,
+                    targets=self.targets,
+                    deadletters=self.deadletters,
+                    metrics=self.metrics,
+                    clock=self.clock,
+                ),
+            )
+            for m in mailboxes
+        }
+        self._sessions = asyncio.Semaphore(config.max_concurrent_sessions)
+        self.server: HttpServer | None = None
+        self.health.set_config_loaded()
+
+    async def close(self) -> None:
+        """Close the webhook client, the HTTP server and the ledger."""
+        await self.webhooks.close()
+        if self.server is not None:
+            await self.server.stop()
+            self.server = None
+        self.ledger.close()
+
+    async def start_http(self) -> int:
+        """Serve /metrics, /healthz and /readyz; returns the bound port."""
+        self.server = HttpServer(self.config.http.listen, self.metrics, self.health)
+        await self.server.start()
+        return self.server.port
+
+    # ------------------------------------------------------------------ one session
+
+    async def session(self, state: MailboxState, stop: asyncio.Event) -> SessionResult | None:
+        """Run one session under the global limit, record metrics, health and a log line."""
+        name = state.config.name
+        async with self._sessions:
+            started = self.clock.monotonic()
+            exc: BaseException | None = None
+            result: SessionResult | None = None
+            try:
+                result = await state.poller.run_session(stop)
+            except (BridgeError, OSError, TimeoutError) as error:
+                exc = error
+            duration = self.clock.monotonic() - started
+        outcome = session_outcome(exc, result)
+        self.metrics.pop3_session(name, outcome, duration)
+        state.last_result = result
+        if exc is None and result is not None:
+            state.failures = 0
+            state.last_exception = None
+            self.health.mailbox_polled(name, self.clock.time())
+            self.metrics.poll_succeeded(name, self.clock.time())
+            log.info(
+                "session",
+                mailbox=name,
+                outcome=outcome,
+                on_server=result.stat_messages,
+                fetched=result.fetched,
+                delivered=result.delivered,
+                deleted=result.deleted,
+                reconciled=result.reconciled,
+                rejected=result.rejected,
+                retry_later=result.transient,
+                dead_lettered=result.dead_lettered,
+                oversize=result.oversize,
+                skipped=result.skipped,
+                more_pending=result.more_pending,
+                duration=round(duration, 3),
+            )
+        else:
+            state.failures += 1
+            state.last_exception = exc
+            self.health.mailbox_failed(name, f"{outcome}: {exc}")
+            log.warning("session_failed", mailbox=name, outcome=outcome, error=str(exc),
+                        failures=state.failures, duration=round(duration, 3))
+        return result
+
+    def _jitter(self, seconds: float) -> float:
+        return max(0.0, seconds * (1 + self.rng.uniform(-JITTER, JITTER)))
+
+    # ------------------------------------------------------------------ modes
+
+    async def once(self, stop: asyncio.Event | None = None) -> bool:
+        """One pass over every mailbox, draining what is there; True when all went well."""
+        stop = stop or asyncio.Event()
+        results = await asyncio.gather(
+            *(self._drain(state, stop) for state in self.mailboxes.values())
+        )
+        return all(results)
+
+    async def _drain(self, state: MailboxState, stop: asyncio.Event) -> bool:
+        ok = True
+        while not stop.is_set():
+            result = await self.session(state, stop)
+            if result is None:
+                return False
+            ok = ok and result.ok and not result.rejected and not result.oversize
+            if not (result.more_pending and (result.fetched or result.reconciled)):
+                break
+        return ok
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """The service: poll every mailbox until ``stop`` is set, then wind down."""
+        tasks = [
+            asyncio.create_task(self._mailbox_loop(state, stop), name=f"mailbox:{name}")
+            for name, state in self.mailboxes.items()
+        ]
+        try:
+            await stop.wait()
+            log.info("shutting_down", grace=self.config.shutdown_grace)
+            done, pending = await asyncio.wait(tasks, timeout=self.config.shutdown_grace)
+            for task in pending:
+                task.cancel()
+            for task in pending:
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+            if pending:
+                log.warning("shutdown_grace_expired", cancelled=[t.get_name() for t in pending])
+            del done
+        finally:
+            for task in tasks:
+                task.cancel()
+
+    async def _mailbox_loop(self, state: MailboxState, stop: asyncio.Event) -> None:
+        delay = self.rng.uniform(0, min(state.config.poll_interval, 5.0))
+        while not stop.is_set():
+            if await _wait(stop, delay, self.clock):
+                return
+            result = await self.session(state, stop)
+            delay = self._delay_after(state, result)
+
+    def _delay_after(self, state: MailboxState, result: SessionResult | None) -> float:
+        cfg = state.config
+        if result is not None:
+            if result.more_pending and (result.fetched or result.reconciled):
+                return 0.0
+            return self._jitter(cfg.poll_interval)
+        error = state.last_exception
+        if isinstance(error, Pop3AuthError):
+            return self._jitter(cfg.login_backoff_auth)
+        if isinstance(error, Pop3InUseError):
+            return self._jitter(cfg.login_backoff_in_use)
+        if isinstance(error, Pop3LoginDelayError):
+            return max(error.delay or cfg.poll_interval, 1.0)
+        return self._jitter(
+            min(cfg.poll_interval * 2 ** min(state.failures - 1, 10), MAX_FAILURE_BACKOFF)
+        )
+
+    async def check(self) -> list[CheckRow]:
+        """Connect, authenticate and STAT each mailbox; change nothing."""
+
+        async def one(state: MailboxState) -> CheckRow:
+            name = state.config.name
+            try:
+                async with self._sessions:
+                    client = await client_factory(state.config)()
+                    try:
+                        stat = await client.stat()
+                        await client.quit()
+                    finally:
+                        await client.close()
+            except (Pop3Error, OSError, TimeoutError, ssl.SSLError) as exc:
+                return CheckRow(name, False, None, None, f"{session_outcome(exc, None)}: {exc}")
+            return CheckRow(name, True, stat.count, stat.size, "ok")
+
+        return list(await asyncio.gather(*(one(s) for s in self.mailboxes.values())))
+
+
+async def _wait(stop: asyncio.Event, seconds: float, clock: Clock) -> bool:
+    """Sleep ``seconds`` on ``clock`` unless ``stop`` is set first; True when stopped."""
+    if seconds <= 0:
+        return stop.is_set()
+    sleeper = asyncio.ensure_future(clock.sleep(seconds))
+    stopper = asyncio.ensure_future(stop.wait())
+    try:
+        await asyncio.wait({sleeper, stopper}, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for fut in (sleeper, stopper):
+            fut.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await fut
+    return stop.is_set()

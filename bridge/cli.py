@@ -1,0 +1,207 @@
+"""The ``popbridge`` command (also ``python -m bridge``).
+
+Exit codes: 0 all went well, 1 something failed (the log says what), 2 bad usage or config.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import signal
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from bridge import __version__
+from bridge.errors import ConfigError
+
+if TYPE_CHECKING:
+    from bridge.config import Config
+
+EXIT_OK = 0
+EXIT_FAILED = 1
+EXIT_USAGE = 2
+
+
+def _shard(text: str) -> tuple[int, int]:
+    index, sep, count = text.partition("/")
+    try:
+        i, n = int(index), int(count)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be INDEX/COUNT, e.g. 0/3, not {text!r}") from None
+    if not sep or n < 1 or not 0 <= i < n:
+        raise argparse.ArgumentTypeError(f"must be INDEX/COUNT with 0 <= INDEX < COUNT, not {text!r}")
+    return i, n
+
+
+def _shard_from_env(text: str) -> tuple[int, int]:
+    """``--shard`` also takes ``HOSTNAME-ORDINAL/COUNT`` (a StatefulSet pod name)."""
+    index, sep, count = text.partition("/")
+    if sep and not index.isdigit() and "-" in index:
+        index = index.rsplit("-", 1)[1]
+    return _shard(f"{index}{sep}{count}")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="popbridge",
+        description="Fetch mail over POP3, POST it as signed JSON to webhooks, and delete it "
+        "only after the webhook acknowledged it.",
+    )
+    parser.add_argument("--version", action="version", version=f"popbridge {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+
+    def with_config(p: argparse.ArgumentParser) -> None:
+        p.add_argument(
+            "-c", "--config", required=True, type=Path, metavar="FILE",
+            help="YAML config file (see docs/config.md)",
+        )
+        p.add_argument(
+            "--shard", type=_shard_from_env, metavar="INDEX/COUNT",
+            help="poll only the mailboxes whose stable hash falls in this share "
+            "(INDEX may be a StatefulSet pod name such as popbridge-2)",
+        )
+
+    run = sub.add_parser("run", help="run the service")
+    with_config(run)
+    once = sub.add_parser("once", help="one pass over every mailbox, then exit (0 when all went well)")
+    with_config(once)
+    check = sub.add_parser("check", help="connect, authenticate and STAT each mailbox; change nothing")
+    with_config(check)
+    validate = sub.add_parser("validate", help="check the config file and exit")
+    validate.add_argument("-c", "--config", required=True, type=Path, metavar="FILE")
+
+    schema = sub.add_parser("schema", help="print a JSON Schema")
+    schema.add_argument("which", choices=["payload", "config"])
+
+    demo = sub.add_parser("demo", help="run the bridge against a built-in POP3 server and receiver")
+    demo.add_argument("--keep", action="store_true", help="keep serving metrics until Ctrl-C")
+    demo.add_argument("--quiet", action="store_true", help="print only the summary")
+
+    dl = sub.add_parser("dead-letters", help="list the messages spooled to the dead-letter folder")
+    dl.add_argument("-c", "--config", required=True, type=Path, metavar="FILE")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return _dispatch(args)
+    except ConfigError as exc:
+        print(f"popbridge: {exc}", file=sys.stderr)
+        for problem in exc.problems:
+            print(f"  {problem}", file=sys.stderr)
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        return EXIT_FAILED
+
+
+def _dispatch(args: argparse.Namespace) -> int:
+    if args.command == "schema":
+        if args.which == "payload":
+            from bridge.mime import payload_schema
+
+            schema = payload_schema()
+        else:
+            from bridge.config import config_schema
+
+            schema = config_schema()
+        print(json.dumps(schema, indent=2, sort_keys=False))
+        return EXIT_OK
+    if args.command == "demo":
+        from bridge.demo import run_demo
+
+        return run_demo(keep=args.keep, quiet=args.quiet)
+
+    from bridge.config import load_config
+    from bridge.logs import configure_logging
+
+    config = load_config(args.config)
+    if args.command == "validate":
+        print(f"{args.config}: ok ({len(config.mailboxes)} mailboxes, {len(config.webhooks)} webhooks)")
+        return EXIT_OK
+    configure_logging(config.log.level, config.log.format)
+    if args.command == "dead-letters":
+        from bridge.deadletter import DeadLetterStore
+
+        store = DeadLetterStore(Path(config.data_dir) / "dead-letters")
+        for entry in store.list():
+            print(json.dumps(entry, default=str))
+        return EXIT_OK
+    if args.command == "run":
+        return asyncio.run(_run(config, args.shard))
+    if args.command == "once":
+        return asyncio.run(_once(config, args.shard))
+    if args.command == "check":
+        return asyncio.run(_check(config, args.shard))
+    raise AssertionError(args.command)  # argparse only lets known commands through
+
+
+def _install_signals(stop: asyncio.Event) -> None:
+    """First SIGTERM/SIGINT: wind down gracefully. Second: exit at once.
+
+    Exiting at once loses nothing: deletions only take effect at QUIT, and every
+    acknowledgement is already in the ledger, so the next run deletes without reposting.
+    """
+    loop = asyncio.get_running_loop()
+
+    def handler(signum: int) -> None:
+        if stop.is_set():
+            os._exit(128 + signum)
+        stop.set()
+
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, handler, signum)
+
+
+async def _run(config: Config, shard: tuple[int, int] | None) -> int:
+    from bridge.app import App
+
+    app = App(config, shard=shard)
+    stop = asyncio.Event()
+    _install_signals(stop)
+    try:
+        port = await app.start_http()
+        import structlog
+
+        structlog.get_logger("bridge").info(
+            "started", version=__version__, mailboxes=list(app.mailboxes), http_port=port
+        )
+        await app.run(stop)
+    finally:
+        await app.close()
+    return EXIT_OK
+
+
+async def _once(config: Config, shard: tuple[int, int] | None) -> int:
+    from bridge.app import App
+
+    app = App(config, shard=shard)
+    stop = asyncio.Event()
+    _install_signals(stop)
+    try:
+        ok = await app.once(stop)
+    finally:
+        await app.close()
+    return EXIT_OK if ok else EXIT_FAILED
+
+
+async def _check(config: Config, shard: tuple[int, int] | None) -> int:
+    from bridge.app import App
+
+    app = App(config, shard=shard)
+    try:
+        rows = await app.check()
+    finally:
+        await app.close()
+    width = max([len("MAILBOX")] + [len(r.mailbox) for r in rows])
+    print(f"{'MAILBOX':<{width}}  {'STATUS':<6}  {'MESSAGES':>8}  {'BYTES':>12}  DETAIL")
+    for r in rows:
+        count = "-" if r.messages is None else str(r.messages)
+        size = "-" if r.size is None else str(r.size)
+        status = "ok" if r.ok else "FAILED"
+        print(f"{r.mailbox:<{width}}  {status:<6}  {count:>8}  {size:>12}  {r.detail}")
+    return EXIT_OK if all(r.ok for r in rows) else EXIT_FAILED

@@ -1,0 +1,33 @@
+"""Time as a port: the scheduler and the poller take a :class:`Clock`, so tests need not sleep."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import Protocol
+
+
+class Clock(Protocol):
+    """Wall time for records, monotonic time for intervals, and a way to wait."""
+
+    def time(self) -> float:
+        """Seconds since the epoch (for the ledger, logs and timestamp metrics)."""
+
+    def monotonic(self) -> float:
+        """Seconds on a clock that never goes back (for budgets and intervals)."""
+
+    async def sleep(self, seconds: float) -> None:
+        """Wait ``seconds``."""
+
+
+class SystemClock:
+    """The real clock."""
+
+    def time(self) -> float:
+        return time.time()
+
+    def monotonic(self) -> float:
+        return time.monotonic()
+
+    async def sleep(self, seconds: float) -> None:
+        await asyncio.sleep(seconds)

@@ -1,0 +1,596 @@
+"""One mailbox's POP3 session: the only place that decides retry, park or delete.
+
+A session (see ../DESIGN.md, "The delivery ledger"):
+
+1. open a logged-in client (the caller's factory), STAT, UIDL and LIST;
+2. reconcile: UIDLs every target already acknowledged are deleted without posting again,
+   ledger rows whose UIDL is gone are pruned, parked messages whose time has not come are
+   skipped;
+3. new messages oldest first, in batches within the session budget: RETR (pipelined),
+   parse, POST to every target that has not acknowledged yet; when all have, the
+   acknowledgement is made durable and only then is DELE sent;
+4. QUIT. Only its ``+OK`` commits the deletions.
+
+The poller never parses bytes (that is :mod:`bridge.mime`) and never speaks HTTP (that is
+:mod:`bridge.webhook`); it decides what their results mean for the message.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import time
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Literal, Protocol
+
+import structlog
+
+from bridge.clock import Clock, SystemClock
+from bridge.deadletter import DeadLetterStore
+from bridge.errors import BridgeError, Pop3Error, Pop3ResponseError
+from bridge.ledger import Ledger
+from bridge.mime import (
+    Payload,
+    PayloadOptions,
+    build_headers_only_payload,
+    build_payload,
+    payload_json,
+)
+from bridge.pop3 import Pop3Client
+from bridge.webhook import DeliveryKind, DeliveryOutcome, WebhookClient, WebhookTarget, webhook_id
+
+log = structlog.get_logger("bridge.poller")
+
+MAX_UIDL_LENGTH = 70  # RFC 1939 section 7: 1 to 70 characters in 0x21..0x7E
+PARSE_IN_THREAD_BYTES = 512 * 1024  # larger messages are parsed off the event loop
+SLOW_START_WINDOW = 4  # messages in the first RETR batch of a session
+
+
+class SessionMetrics(Protocol):
+    """What a session reports; :class:`bridge.metrics.Metrics` implements it."""
+
+    def mailbox_stat(self, mailbox: str, messages: int, size_bytes: int) -> None: ...
+    def message_fetched(self, mailbox: str, count: int = 1) -> None: ...
+    def message_delivered(self, mailbox: str, target: str) -> None: ...
+    def message_rejected(self, mailbox: str, target: str) -> None: ...
+    def delivery_failed(
+        self, mailbox: str, target: str, reason: Literal["transient", "rejected", "circuit_open"]
+    ) -> None: ...
+    def message_dead_lettered(self, mailbox: str) -> None: ...
+    def message_oversize(self, mailbox: str) -> None: ...
+    def parse_defects_found(self, mailbox: str, count: int) -> None: ...
+    def messages_deleted_committed(self, mailbox: str, count: int) -> None: ...
+    def commit_failed(self, mailbox: str, command: Literal["DELE", "QUIT"]) -> None: ...
+    def pop3_error_response(self, mailbox: str, code: str | None) -> None: ...
+    def set_oldest_undelivered(self, mailbox: str, first_seen: float | None) -> None: ...
+    def set_parked(self, mailbox: str, count: int) -> None: ...
+
+
+@dataclass(frozen=True)
+class MailboxPolicy:
+    """What the poller needs to know about one mailbox (built from config by the app)."""
+
+    name: str
+    targets: tuple[str, ...]
+    max_message_bytes: int = 50 * 1024 * 1024
+    oversize_policy: Literal["park", "headers_only"] = "park"
+    reject_policy: Literal["park", "dead_letter"] = "park"
+    session_max_messages: int = 500
+    session_max_bytes: int = 512 * 1024 * 1024
+    session_max_seconds: float = 300.0
+    delivery_concurrency: int = 4
+    strict_order: bool = False
+    retr_window: int = 32
+    batch_max_bytes: int = 32 * 1024 * 1024
+    keepalive_interval: float = 30.0
+    oversize_park_delay: float = 24 * 3600.0
+    payload_options: PayloadOptions = field(default_factory=PayloadOptions)
+
+
+@dataclass(frozen=True)
+class Message:
+    """One message as the server listed it in this session."""
+
+    num: int
+    uid: str
+    size: int
+
+
+@dataclass
+class SessionResult:
+    """What one session did; ``committed`` is True only after QUIT's ``+OK``."""
+
+    mailbox: str
+    stat_messages: int = 0
+    stat_bytes: int = 0
+    fetched: int = 0
+    fetched_bytes: int = 0
+    delivered: int = 0
+    reconciled: int = 0
+    deleted: int = 0
+    rejected: int = 0
+    transient: int = 0
+    dead_lettered: int = 0
+    oversize: int = 0
+    skipped: int = 0
+    more_pending: bool = False
+    committed: bool = False
+    commit_errors: list[str] = field(default_factory=list)
+    identity_problems: list[str] = field(default_factory=list)
+    duration: float = 0.0
+
+    @property
+    def ok(self) -> bool:
+        """True when the session committed and nothing failed to deliver or delete."""
+        return self.committed and not self.commit_errors and self.transient == 0
+
+
+ClientFactory = Callable[[], Awaitable[Pop3Client]]
+
+
+class Poller:
+    """Runs sessions for one mailbox. Not re-entrant: one session at a time per mailbox."""
+
+    def __init__(
+        self,
+        policy: MailboxPolicy,
+        *,
+        open_client: ClientFactory,
+        ledger: Ledger,
+        webhooks: WebhookClient,
+        targets: Mapping[str, WebhookTarget],
+        deadletters: DeadLetterStore,
+        metrics: SessionMetrics,
+        clock: Clock | None = None,
+    ) -> None:
+        missing = [t for t in policy.targets if t not in targets]
+        if missing:
+            raise ValueError(f"mailbox {policy.name!r} names unknown webhook targets {missing}")
+        self.policy = policy
+        self._open_client = open_client
+        self._ledger = ledger
+        self._webhooks = webhooks
+        self._targets = targets
+        self._deadletters = deadletters
+        self._metrics = metrics
+        self._clock = clock or SystemClock()
+        self._lock = asyncio.Lock()
+
+    @property
+    def name(self) -> str:
+        return self.policy.name
+
+    async def run_session(self, stop: asyncio.Event | None = None) -> SessionResult:
+        """One POP3 session; raises the client's typed errors when the session fails early."""
+        if self._lock.locked():
+            raise RuntimeError(f"mailbox {self.name!r} already has a session running")
+        async with self._lock:
+            return await _Session(self, stop or asyncio.Event()).run()
+
+
+class _Session:
+    """The state of one session; lives as long as the POP3 connection."""
+
+    def __init__(self, poller: Poller, stop: asyncio.Event) -> None:
+        self.p = poller
+        self.policy = poller.policy
+        self.stop = stop
+        self.result = SessionResult(mailbox=poller.policy.name)
+        self.client: Pop3Client | None = None
+        self.to_delete: list[Message] = []
+        self.deleted_uids: list[str] = []
+        self.log = log.bind(mailbox=self.policy.name)
+        self._semaphore = asyncio.Semaphore(max(1, self.policy.delivery_concurrency))
+        self._strict_blocked = False
+        # Slow start: a few messages first, doubling while deliveries succeed, back to one
+        # on a failure, so a receiver that is down costs few downloads before its breaker opens.
+        self._window = min(SLOW_START_WINDOW, poller.policy.retr_window)
+        self._batch_failed = False
+
+    # ------------------------------------------------------------------ the session
+
+    async def run(self) -> SessionResult:
+        clock = self.p._clock
+        started = clock.monotonic()
+        try:
+            self.client = await self.p._open_client()
+            try:
+                await self._transaction(started)
+                await self._quit()
+            finally:
+                await self.client.close()
+        except Pop3ResponseError as exc:
+            self.p._metrics.pop3_error_response(self.policy.name, exc.code)
+            raise
+        finally:
+            self.result.duration = clock.monotonic() - started
+        return self.result
+
+    async def _transaction(self, started: float) -> None:
+        client = self._client()
+        mailbox = self.policy.name
+        stat = await client.stat()
+        self.result.stat_messages, self.result.stat_bytes = stat.count, stat.size
+        self.p._metrics.mailbox_stat(mailbox, stat.count, stat.size)
+        if stat.count == 0:
+            self.p._ledger.prune(mailbox, set())
+            self._report_backlog()
+            return
+        inventory = await self._inventory()
+        ledger = self.p._ledger
+        ledger.prune(mailbox, {m.uid for m in inventory})
+        rows = ledger.rows(mailbox)
+        now = self.p._clock.time()
+
+        pending: list[tuple[Message, tuple[str, ...]]] = []
+        new: list[Message] = []
+        for msg in inventory:
+            targets = rows.get(msg.uid, {})
+            if msg.uid not in rows:
+                new.append(msg)
+            waiting = tuple(t for t in self.policy.targets if t not in targets or not targets[t].done)
+            if not waiting:
+                # Every target acknowledged it (or it was dead-lettered) in an earlier session
+                # that died before QUIT: delete it now, without posting again.
+                self.to_delete.append(msg)
+                continue
+            due = tuple(t for t in waiting if t not in targets or targets[t].due(now))
+            if not due:
+                self.result.skipped += 1
+                continue
+            pending.append((msg, due))
+        if new:
+            ledger.mark_seen(
+                mailbox,
+                [(m.uid, webhook_id(mailbox, m.uid), m.size) for m in new],
+                self.policy.targets,
+                now,
+            )
+        self.result.reconciled = len(self.to_delete)
+        if self.to_delete:
+            self.log.info("reconcile", deleting=len(self.to_delete))
+            await self._dele(self.to_delete)
+            self.to_delete = []
+        self._report_backlog()
+        await self._deliver_pending(pending, started)
+
+    def _client(self) -> Pop3Client:
+        assert self.client is not None
+        return self.client
+
+    # ------------------------------------------------------------------ identity
+
+    async def _inventory(self) -> list[Message]:
+        """Every message with a stable identity, oldest (lowest number) first."""
+        client = self._client()
+        sizes = {e.num: e.size for e in await client.list()}
+        uids: dict[int, str] = {}
+        try:
+            uids = {e.num: e.uid for e in await client.uidl()}
+        except Pop3ResponseError as exc:
+            self.p._metrics.pop3_error_response(self.policy.name, exc.code)
+            self.log.warning("uidl_unsupported", detail="using a hash of the headers from TOP")
+        counts: dict[str, int] = {}
+        for listed in uids.values():
+            counts[listed] = counts.get(listed, 0) + 1
+        messages: list[Message] = []
+        for num in sorted(sizes):
+            listed_uid = uids.get(num)
+            if listed_uid is None or counts[listed_uid] > 1:
+                if listed_uid is not None:
+                    self.result.identity_problems.append(f"duplicate UIDL {listed_uid!r}")
+                uid = await self._header_identity(num, sizes[num], prefix=listed_uid)
+            elif not _valid_uidl(listed_uid):
+                self.result.identity_problems.append(f"UIDL of message {num} is not RFC 1939")
+                digest = hashlib.sha256(listed_uid.encode("utf-8", "surrogateescape")).hexdigest()
+                uid = "h:" + digest[:40]
+            else:
+                uid = listed_uid
+            messages.append(Message(num=num, uid=uid, size=sizes[num]))
+        if self.result.identity_problems:
+            self.log.warning("uidl_problems", problems=self.result.identity_problems[:10])
+        return messages
+
+    async def _header_identity(self, num: int, size: int, prefix: str | None) -> str:
+        """Identity from Message-ID, Date, From, Subject and size (DESIGN.md), via TOP n 0."""
+        head = await self._client().top(num, 0)
+        wanted = {b"message-id", b"date", b"from", b"subject"}
+        picked: list[bytes] = []
+        for line in head.replace(b"\r\n", b"\n").split(b"\n"):
+            name, sep, value = line.partition(b":")
+            if sep and name.strip().lower() in wanted:
+                picked.append(name.strip().lower() + b":" + value.strip())
+        digest = hashlib.sha256(b"\n".join(sorted(picked)) + b"\nsize:%d" % size).hexdigest()
+        return f"{prefix}~{digest[:24]}" if prefix else f"hdr:{digest[:40]}"
+
+    # ------------------------------------------------------------------ delivery
+
+    def _budget_left(self, started: float) -> bool:
+        r, p = self.result, self.policy
+        return (
+            r.fetched < p.session_max_messages
+            and r.fetched_bytes < p.session_max_bytes
+            and self.p._clock.monotonic() - started < p.session_max_seconds
+        )
+
+    def _open_targets(self) -> set[str]:
+        return {t for t in self.policy.targets if self.p._webhooks.is_open(t)}
+
+    async def _deliver_pending(
+        self, pending: Sequence[tuple[Message, tuple[str, ...]]], started: float
+    ) -> None:
+        index = 0
+        while index < len(pending):
+            if self.stop.is_set() or self._strict_blocked:
+                self.result.more_pending = True
+                return
+            if not self._budget_left(started):
+                self.result.more_pending = True
+                return
+            blocked = self._open_targets()
+            batch: list[tuple[Message, tuple[str, ...]]] = []
+            batch_bytes = 0
+            while index < len(pending) and len(batch) < self._window:
+                msg, due = pending[index]
+                if batch and batch_bytes + msg.size > self.policy.batch_max_bytes:
+                    break
+                index += 1
+                due = tuple(t for t in due if t not in blocked)
+                if not due:
+                    self.result.skipped += 1  # every target it waits for is failing
+                    continue
+                batch.append((msg, due))
+                batch_bytes += msg.size
+                if len(batch) + self.result.fetched >= self.policy.session_max_messages:
+                    break
+            if batch:
+                self._batch_failed = False
+                await self._deliver_batch(batch)
+                if self._batch_failed:
+                    self._window = 1
+                else:
+                    self._window = min(self._window * 2, self.policy.retr_window)
+
+    async def _deliver_batch(self, batch: Sequence[tuple[Message, tuple[str, ...]]]) -> None:
+        client = self._client()
+        regular = [(m, d) for m, d in batch if m.size <= self.policy.max_message_bytes]
+        oversize = [(m, d) for m, d in batch if m.size > self.policy.max_message_bytes]
+        tasks: list[asyncio.Task[None]] = []
+        keepalive = asyncio.create_task(self._keepalive())
+        try:
+            for msg, due in oversize:
+                await self._oversize(msg, due, tasks)
+            if regular:
+                by_num = {m.num: (m, d) for m, d in regular}
+                retr = client.retr_many(
+                    [m.num for m, _ in regular], max_bytes=self.policy.max_message_bytes
+                )
+                async for num, raw in retr:
+                    msg, due = by_num[num]
+                    self.result.fetched += 1
+                    self.result.fetched_bytes += len(raw)
+                    self.p._metrics.message_fetched(self.policy.name)
+                    tasks.append(asyncio.create_task(self._handle(msg, due, raw=raw)))
+                    if self.policy.strict_order:
+                        await tasks[-1]
+                        if self._strict_blocked:
+                            break
+        finally:
+            # Deliveries already under way finish even if the POP3 side failed: their
+            # acknowledgements land in the ledger and the next session deletes them.
+            if tasks:
+                await asyncio.gather(*tasks, return_exceptions=True)
+            keepalive.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await keepalive
+        for task in tasks:
+            exc = task.exception()
+            if exc is not None:
+                raise exc
+
+    async def _keepalive(self) -> None:
+        """NOOP while webhooks are slow, so the server does not close an idle session."""
+        client = self._client()
+        while True:
+            await self.p._clock.sleep(self.policy.keepalive_interval)
+            await client.noop()
+
+    async def _oversize(
+        self, msg: Message, due: tuple[str, ...], tasks: list[asyncio.Task[None]]
+    ) -> None:
+        mailbox = self.policy.name
+        self.result.oversize += 1
+        self.p._metrics.message_oversize(mailbox)
+        limit = self.policy.max_message_bytes
+        reason = f"message is {msg.size} bytes, over max_message_bytes={limit}"
+        if self.policy.oversize_policy == "park":
+            until = self.p._clock.time() + self.policy.oversize_park_delay
+            for target in due:
+                self.p._ledger.mark_parked(mailbox, msg.uid, target, reason, until)
+            self.log.warning("oversize_parked", uidl=msg.uid, size=msg.size, limit=limit)
+            return
+        head = await self._client().top(msg.num, 0)
+        self.result.fetched += 1
+        self.result.fetched_bytes += len(head)
+        self.p._metrics.message_fetched(mailbox)
+        tasks.append(asyncio.create_task(self._handle(msg, due, head=head, reason=reason)))
+
+    def _build(self, msg: Message, raw: bytes | None, head: bytes | None, reason: str) -> Payload:
+        mailbox = self.policy.name
+        common = {
+            "mailbox": mailbox,
+            "uidl": msg.uid,
+            "webhook_id": webhook_id(mailbox, msg.uid),
+            "fetched_at": datetime.now(UTC),
+            "options": self.policy.payload_options,
+        }
+        if raw is not None:
+            return build_payload(raw, **common)  # type: ignore[arg-type]
+        assert head is not None
+        return build_headers_only_payload(head, size=msg.size, reason=reason, **common)  # type: ignore[arg-type]
+
+    async def _handle(
+        self,
+        msg: Message,
+        due: tuple[str, ...],
+        *,
+        raw: bytes | None = None,
+        head: bytes | None = None,
+        reason: str = "",
+    ) -> None:
+        async with self._semaphore:
+            await self._handle_locked(msg, due, raw, head, reason)
+
+    async def _handle_locked(
+        self, msg: Message, due: tuple[str, ...], raw: bytes | None, head: bytes | None, reason: str
+    ) -> None:
+        mailbox = self.policy.name
+        began = time.monotonic()
+        size = len(raw) if raw is not None else msg.size
+        if size > PARSE_IN_THREAD_BYTES:
+            payload = await asyncio.to_thread(self._build, msg, raw, head, reason)
+        else:
+            payload = self._build(msg, raw, head, reason)
+        if payload.defects:
+            self.p._metrics.parse_defects_found(mailbox, len(payload.defects))
+        body = payload_json(payload)
+
+        def reference() -> bytes:
+            return payload_json(payload.without_attachment_content("receiver answered 413"))
+
+        outcomes: list[DeliveryOutcome] = list(
+            await asyncio.gather(
+                *(
+                    self.p._webhooks.deliver(
+                        self.p._targets[t], payload.webhook_id, body, reference_body=reference
+                    )
+                    for t in due
+                )
+            )
+        )
+        ledger = self.p._ledger
+        now = self.p._clock.time()
+        for o in outcomes:
+            if o.kind is DeliveryKind.ACKED:
+                self.p._metrics.message_delivered(mailbox, o.target)
+            elif o.kind is DeliveryKind.REJECTED:
+                self.p._metrics.message_rejected(mailbox, o.target)
+                self.p._metrics.delivery_failed(mailbox, o.target, "rejected")
+            elif o.kind is DeliveryKind.CIRCUIT_OPEN:
+                self.p._metrics.delivery_failed(mailbox, o.target, "circuit_open")
+            else:
+                self.p._metrics.delivery_failed(mailbox, o.target, "transient")
+        acked = [o.target for o in outcomes if o.kind is DeliveryKind.ACKED]
+        if acked:
+            ledger.mark_acked(mailbox, msg.uid, acked, now)
+        for o in outcomes:
+            if o.kind is DeliveryKind.REJECTED:
+                ledger.mark_parked(mailbox, msg.uid, o.target, o.error or "rejected", None)
+            elif o.kind in (DeliveryKind.TRANSIENT, DeliveryKind.CIRCUIT_OPEN):
+                # Due again at the next session unless the receiver itself asked for a pause
+                # (Retry-After); a target that keeps failing is held back by its circuit
+                # breaker, which lives in memory, not by a per-message wait.
+                paused = o.kind is DeliveryKind.TRANSIENT and o.retry_after
+                due_at = now + o.retry_after if paused and o.retry_after else now
+                ledger.mark_transient(mailbox, msg.uid, o.target, o.error or o.kind.value, due_at)
+
+        rows = ledger.rows_for(mailbox, msg.uid)
+        all_acked = all(t in rows and rows[t].done for t in self.policy.targets)
+        rejected = [o for o in outcomes if o.kind is DeliveryKind.REJECTED]
+        outcome: str
+        if all_acked:
+            self.result.delivered += 1
+            await self._dele_one(msg)  # the acknowledgement is durable: mark_acked committed
+            outcome = "acked"
+        elif rejected and self.policy.reject_policy == "dead_letter" and raw is not None:
+            why = "; ".join(f"{o.target}: {o.error}" for o in rejected)
+            await asyncio.to_thread(self.p._deadletters.write, mailbox, msg.uid, raw, why)
+            ledger.mark_dead_lettered(mailbox, msg.uid, why, now)
+            self.p._metrics.message_dead_lettered(mailbox)
+            self.result.dead_lettered += 1
+            await self._dele_one(msg)
+            outcome = "dead_lettered"
+        elif rejected:
+            self.result.rejected += 1
+            outcome = "parked"
+        else:
+            self.result.transient += 1
+            self._batch_failed = True
+            outcome = "retry_later"
+        if outcome not in ("acked", "dead_lettered") and self.policy.strict_order:
+            self._strict_blocked = True
+        self.log.info(
+            "message",
+            uidl=msg.uid,
+            webhook_id=payload.webhook_id,
+            size=msg.size,
+            outcome=outcome,
+            targets={o.target: o.kind.value for o in outcomes},
+            attempts=sum(o.attempts for o in outcomes),
+            status={o.target: o.status for o in outcomes if o.status is not None},
+            error=next((o.error for o in outcomes if o.error), None),
+            duration=round(time.monotonic() - began, 4),
+        )
+
+    # ------------------------------------------------------------------ deletion and commit
+
+    async def _dele(self, messages: Sequence[Message]) -> None:
+        """DELE each message, one at a time: used for reconcile and dead letters."""
+        for msg in messages:
+            await self._dele_one(msg)
+
+    async def _dele_one(self, msg: Message) -> None:
+        """DELE one message whose every target is done; ``-ERR`` is counted, never ignored."""
+        mailbox = self.policy.name
+        try:
+            await self._client().dele(msg.num)
+        except Pop3ResponseError as error:
+            self.p._metrics.commit_failed(mailbox, "DELE")
+            self.p._metrics.pop3_error_response(mailbox, error.code)
+            self.result.commit_errors.append(f"DELE {msg.num}: {error.text or error}")
+            self.log.error("dele_failed", uidl=msg.uid, num=msg.num, error=error.text or str(error))
+            return
+        self.deleted_uids.append(msg.uid)
+        self.p._ledger.mark_dele_sent(mailbox, [msg.uid])
+
+    async def _quit(self) -> None:
+        mailbox = self.policy.name
+        client = self._client()
+        try:
+            await client.quit()
+        except (Pop3Error, OSError) as exc:
+            self.p._metrics.commit_failed(mailbox, "QUIT")
+            if isinstance(exc, Pop3ResponseError):
+                self.p._metrics.pop3_error_response(mailbox, exc.code)
+            self.result.commit_errors.append(f"QUIT: {exc}")
+            self.log.error("quit_failed", error=str(exc), uncommitted=len(self.deleted_uids))
+            return
+        self.result.committed = True
+        self.result.deleted = len(self.deleted_uids)
+        if self.deleted_uids:
+            self.p._ledger.commit_session(mailbox, self.deleted_uids)
+            self.p._metrics.messages_deleted_committed(mailbox, len(self.deleted_uids))
+        self._report_backlog()
+
+    def _report_backlog(self) -> None:
+        mailbox = self.policy.name
+        self.p._metrics.set_oldest_undelivered(mailbox, self.p._ledger.oldest_pending(mailbox))
+        self.p._metrics.set_parked(mailbox, self.p._ledger.parked_count(mailbox))
+
+
+def _valid_uidl(uid: str) -> bool:
+    return 0 < len(uid) <= MAX_UIDL_LENGTH and all(0x21 <= ord(c) <= 0x7E for c in uid)
+
+
+__all__ = [
+    "BridgeError",
+    "ClientFactory",
+    "MailboxPolicy",
+    "Message",
+    "Poller",
+    "SessionMetrics",
+    "SessionResult",
+]

@@ -1,0 +1,247 @@
+"""The ``popbridge`` command end to end, as a subprocess, against the real Dovecot."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import sys
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import pytest
+
+from tests.dovecot import Dovecot, Pop3User, free_port
+from tests.integration.kit import config_dict, make_message, write_config
+from tests.receiver import Reply, WebhookReceiver
+
+pytestmark = pytest.mark.dovecot
+
+
+async def popbridge(*args: str, timeout: float = 60) -> tuple[int, str, str]:
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "bridge", *args,
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+    )
+    out, err = await asyncio.wait_for(proc.communicate(), timeout)
+    assert proc.returncode is not None
+    return proc.returncode, out.decode(), err.decode()
+
+
+async def test_once_drains_the_mailbox_and_exits_zero(
+    dovecot: Dovecot, pop3_user: Pop3User, receiver: WebhookReceiver, tmp_path: Path
+) -> None:
+    """``popbridge once`` delivers every message, deletes them, and exits 0."""
+    pop3_user.deliver_many(make_message(i) for i in range(20))
+    config = config_dict(dovecot, pop3_user, receiver.url, tmp_path / "data")
+    config["log"] = {"level": "info", "format": "auto"}
+    cfg = write_config(tmp_path / "c.yaml", config)
+    code, out, err = await popbridge("once", "-c", str(cfg))
+    assert code == 0, err
+    assert pop3_user.count() == 0
+    assert len(receiver.distinct_webhook_ids()) == 20
+    # JSON lines when not on a terminal: one line per message and one per session.
+    events = [json.loads(line) for line in out.splitlines() if line.startswith("{")]
+    assert sum(e.get("event") == "message" for e in events) == 20
+    assert any(e.get("event") == "session" and e.get("deleted") == 20 for e in events)
+    assert pop3_user.password not in out + err
+
+
+async def test_once_exits_nonzero_when_a_delivery_fails(
+    dovecot: Dovecot, pop3_user: Pop3User, receiver: WebhookReceiver, tmp_path: Path
+) -> None:
+    """A rejected message makes ``once`` exit 1 and stay on the server."""
+    pop3_user.deliver_many(make_message(i) for i in range(2))
+    receiver.reply(422)
+    cfg = write_config(tmp_path / "c.yaml", config_dict(dovecot, pop3_user, receiver.url,
+                                                        tmp_path / "data"))
+    code, _, _ = await popbridge("once", "-c", str(cfg))
+    assert code == 1
+    assert pop3_user.count() == 2
+
+
+async def test_check_changes_nothing_and_prints_a_table(
+    dovecot: Dovecot, pop3_user: Pop3User, receiver: WebhookReceiver, tmp_path: Path
+) -> None:
+    """``check`` logs in and STATs; messages stay, nothing is posted, the ledger stays empty."""
+    raws = [make_message(i) for i in range(3)]
+    pop3_user.deliver_many(raws)
+    data = tmp_path / "data"
+    cfg = write_config(tmp_path / "c.yaml", config_dict(dovecot, pop3_user, receiver.url, data))
+    code, out, err = await popbridge("check", "-c", str(cfg))
+    assert code == 0, err
+    row = next(line for line in out.splitlines() if line.startswith("inbox"))
+    size = sum(len(r.replace(b"\n", b"\r\n")) for r in raws)
+    assert row.split()[:4] == ["inbox", "ok", "3", str(size)]
+    assert pop3_user.count() == 3
+    assert receiver.requests == []
+
+
+async def test_check_reports_a_wrong_password_without_showing_it(
+    dovecot: Dovecot, pop3_user: Pop3User, receiver: WebhookReceiver, tmp_path: Path
+) -> None:
+    """A refused login is a FAILED row and exit 1; the password appears nowhere."""
+    config = config_dict(dovecot, pop3_user, receiver.url, tmp_path / "data")
+    config["mailboxes"][0]["password"] = "Wrong-Password-123"
+    cfg = write_config(tmp_path / "c.yaml", config)
+    code, out, err = await popbridge("check", "-c", str(cfg))
+    assert code == 1
+    assert "FAILED" in out and "auth_error" in out
+    assert "Wrong-Password-123" not in out + err
+
+
+async def test_bad_config_exits_2_naming_the_key(tmp_path: Path) -> None:
+    """A config mistake is reported with its key path and exit code 2."""
+    cfg = tmp_path / "bad.yaml"
+    cfg.write_text(
+        "webhooks:\n  main: {url: 'http://127.0.0.1:1/h', secret: 'whsec_c2VjcmV0'}\n"
+        "mailboxes:\n  - {name: a, host: h, port: 99999, username: u, password_file: /nonexistent,"
+        " webhooks: [main]}\n"
+    )
+    code, _, err = await popbridge("once", "-c", str(cfg))
+    assert code == 2
+    assert "mailboxes[0].port" in err
+    assert "mailboxes[0].password_file" in err
+
+
+async def _scrape(url: str) -> tuple[int, str]:
+    async with aiohttp.ClientSession() as session, session.get(url) as response:
+        return response.status, await response.text()
+
+
+async def _wait_http(url: str, within: float = 20) -> None:
+    for _ in range(int(within * 20)):
+        try:
+            await _scrape(url)
+            return
+        except aiohttp.ClientError:
+            await asyncio.sleep(0.05)
+    raise AssertionError(f"{url} never answered")
+
+
+def _metric(text: str, name: str, **labels: str) -> float:
+    for line in text.splitlines():
+        if not line.startswith(name + "{") and not line.startswith(name + " "):
+            continue
+        if all(f'{k}="{v}"' in line for k, v in labels.items()):
+            return float(line.rsplit(" ", 1)[1])
+    raise AssertionError(f"no sample {name}{labels}")
+
+
+async def _run_service(config: dict[str, Any], tmp_path: Path) -> tuple[asyncio.subprocess.Process, str]:
+    port = free_port()
+    config["http"] = {"listen": f"127.0.0.1:{port}"}
+    cfg = write_config(tmp_path / "run.yaml", config)
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "bridge", "run", "-c", str(cfg),
+        stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE,
+    )
+    base = f"http://127.0.0.1:{port}"
+    await _wait_http(base + "/healthz")
+    return proc, base
+
+
+async def _stop(proc: asyncio.subprocess.Process) -> int:
+    if proc.returncode is None:
+        proc.send_signal(signal.SIGTERM)
+    return await asyncio.wait_for(proc.wait(), 30)
+
+
+async def test_run_serves_metrics_with_the_right_names_and_values(
+    dovecot: Dovecot, pop3_user: Pop3User, receiver: WebhookReceiver, tmp_path: Path
+) -> None:
+    """After the service drained 6 messages, /metrics shows them under the documented names."""
+    pop3_user.deliver_many(make_message(i) for i in range(6))
+    proc, base = await _run_service(
+        config_dict(dovecot, pop3_user, receiver.url, tmp_path / "data"), tmp_path
+    )
+    try:
+        await receiver.wait_for(6, within=20)
+        for _ in range(100):
+            _, text = await _scrape(base + "/metrics")
+            if _metric(text, "bridge_messages_deleted_total", mailbox="inbox") == 6:
+                break
+            await asyncio.sleep(0.1)
+        assert _metric(text, "bridge_messages_fetched_total", mailbox="inbox") == 6
+        assert _metric(text, "bridge_messages_delivered_total", mailbox="inbox", target="main") == 6
+        assert _metric(text, "bridge_messages_deleted_total", mailbox="inbox") == 6
+        assert _metric(text, "bridge_webhook_requests_total", target="main", status_class="2xx") == 6
+        assert _metric(text, "bridge_pop3_sessions_total", mailbox="inbox", outcome="ok") >= 1
+        assert _metric(text, "bridge_webhook_request_duration_seconds_count", target="main") == 6
+        assert _metric(text, "bridge_last_successful_poll_timestamp_seconds", mailbox="inbox") > 0
+        assert _metric(text, "bridge_webhook_circuit_state", target="main") == 0
+        assert _metric(text, "bridge_build_info") == 1
+        status, body = await _scrape(base + "/readyz")
+        assert status == 200, body
+    finally:
+        assert await _stop(proc) == 0
+
+
+async def test_readyz_names_a_stalled_mailbox(
+    dovecot: Dovecot, pop3_user: Pop3User, receiver: WebhookReceiver, tmp_path: Path
+) -> None:
+    """A mailbox that cannot complete a poll makes /readyz answer 503 and name it."""
+    config = config_dict(dovecot, pop3_user, receiver.url, tmp_path / "data")
+    broken = dict(config["mailboxes"][0], name="broken", port=free_port())  # nobody listens
+    config["mailboxes"].append(broken)
+    proc, base = await _run_service(config, tmp_path)
+    try:
+        for _ in range(100):
+            status, body = await _scrape(base + "/readyz")
+            stalled = json.loads(body).get("stalled", {})
+            if "inbox" not in stalled and "connect_error" in stalled.get("broken", ""):
+                break
+            await asyncio.sleep(0.1)
+        assert status == 503
+        assert "broken" in stalled and "inbox" not in stalled
+        assert "connect_error" in stalled["broken"]
+        assert (await _scrape(base + "/healthz"))[0] == 200
+    finally:
+        assert await _stop(proc) == 0
+
+
+async def test_sigterm_mid_drain_exits_zero_and_loses_nothing(
+    dovecot: Dovecot, pop3_user: Pop3User, receiver: WebhookReceiver, tmp_path: Path
+) -> None:
+    """SIGTERM in the middle of a drain: exit 0, acknowledged messages deleted, none lost."""
+    total = 120
+    pop3_user.deliver_many(make_message(i) for i in range(total))
+    receiver.reply(Reply(200, delay=0.03))
+    config = config_dict(dovecot, pop3_user, receiver.url, tmp_path / "data",
+                         mailbox={"session_max_messages": 1000})
+    proc, _ = await _run_service(config, tmp_path)
+    await receiver.wait_for(15, within=20)
+    assert await _stop(proc) == 0
+    acked_before = len(receiver.distinct_webhook_ids())
+    assert acked_before < total, "the drain finished before SIGTERM; slow the receiver"
+    # Everything acknowledged before the signal was deleted at QUIT; the rest is still there.
+    assert pop3_user.count() == total - acked_before
+
+    receiver.reply(200)
+    cfg = write_config(tmp_path / "c.yaml", config)
+    code, _, err = await popbridge("once", "-c", str(cfg))
+    assert code == 0, err
+    assert pop3_user.count() == 0
+    assert len(receiver.distinct_webhook_ids()) == total
+    assert len(receiver.requests) == total  # nothing was posted twice
+
+
+async def test_demo_runs_to_completion() -> None:
+    """``popbridge demo`` drains its built-in mailbox and reports success."""
+    code, out, err = await popbridge("demo", "--quiet", timeout=120)
+    assert code == 0, out + err
+    assert "OK: delete-after-ack demo finished" in out
+    assert "messages on the server before: 12, after: 0" in out
+
+
+def test_version_flag() -> None:
+    """``--version`` prints the package version."""
+    import subprocess
+
+    from bridge import __version__
+
+    out = subprocess.run([sys.executable, "-m", "bridge", "--version"], capture_output=True,
+                         text=True, check=True, env=dict(os.environ))
+    assert out.stdout.strip() == f"popbridge {__version__}"
