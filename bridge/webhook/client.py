@@ -73,18 +73,17 @@ class _Call:
         self,
         kind: DeliveryKind,
         attempt: _Attempt,
-        *,
-        error: str | None = "",
+        error: str | None,
         retry_after: float | None = None,
     ) -> DeliveryOutcome:
-        """Build the outcome; ``error`` defaults to the last attempt's detail."""
+        """Build the outcome of the call, ending with ``attempt``."""
         return DeliveryOutcome(
             kind=kind,
             target=self.target.name,
             webhook_id=self.webhook_id,
             status=attempt.status,
             attempts=self.requests,
-            error=attempt.detail if error == "" else error,
+            error=error,
             duration=self.clock() - self.start,
             retry_after=retry_after,
             used_reference=self.used_reference,
@@ -208,7 +207,7 @@ class WebhookClient:
         requests -> TRANSIENT. 413 -> one resend of ``reference_body()`` if given,
         else REJECTED. Other 4xx and 3xx -> REJECTED. An open breaker ->
         CIRCUIT_OPEN without a request; a breaker that opens during the call
-        ends it as TRANSIENT.
+        ends it as TRANSIENT. Only an exception from ``reference_body`` escapes.
         """
         if self._closed:
             raise RuntimeError("this WebhookClient is closed")
@@ -241,7 +240,7 @@ class WebhookClient:
                     breaker.record_success()  # the receiver is up and answered
                     probing = False
                 if verdict is Verdict.ACKED:
-                    return call.finish(DeliveryKind.ACKED, attempt, error=None)
+                    return call.finish(DeliveryKind.ACKED, attempt, None)
                 if verdict is Verdict.TOO_LARGE:
                     if reference_body is not None and not call.used_reference:
                         payload = reference_body()
@@ -249,9 +248,9 @@ class WebhookClient:
                         continue
                     why = " even without attachment contents" if call.used_reference else ""
                     error = f"{attempt.detail}: too large{why}"
-                    return call.finish(DeliveryKind.REJECTED, attempt, error=error)
+                    return call.finish(DeliveryKind.REJECTED, attempt, error)
                 if verdict is Verdict.REJECTED:
-                    return call.finish(DeliveryKind.REJECTED, attempt, error=attempt.detail)
+                    return call.finish(DeliveryKind.REJECTED, attempt, attempt.detail)
 
                 breaker.record_failure()
                 probing = False
@@ -262,10 +261,10 @@ class WebhookClient:
                 if transient_failures >= target.max_attempts or (
                     retry_after is not None and retry_after > target.backoff_max
                 ):
-                    return call.finish(DeliveryKind.TRANSIENT, attempt, retry_after=retry_after)
+                    return call.finish(DeliveryKind.TRANSIENT, attempt, attempt.detail, retry_after)
                 if breaker.is_open():
                     return call.finish(
-                        DeliveryKind.TRANSIENT, attempt, retry_after=breaker.retry_in()
+                        DeliveryKind.TRANSIENT, attempt, attempt.detail, breaker.retry_in()
                     )
                 if retry_after is None:
                     retry_after = backoff_delay(
@@ -274,7 +273,7 @@ class WebhookClient:
                 await self._sleep(retry_after)
                 if not breaker.allow():
                     return call.finish(
-                        DeliveryKind.TRANSIENT, attempt, retry_after=breaker.retry_in()
+                        DeliveryKind.TRANSIENT, attempt, attempt.detail, breaker.retry_in()
                     )
                 probing = breaker.state is BreakerState.HALF_OPEN
         finally:
