@@ -1,6 +1,7 @@
 """The HTTP endpoint: ``/metrics``, ``/healthz`` and ``/readyz`` on one aiohttp server.
 
-- ``/metrics``: the Prometheus text exposition of :class:`~bridge.metrics.Metrics`.
+- ``/metrics``: the Prometheus text exposition of :class:`~bridge.metrics.Metrics`, rendered
+  in a worker thread so a large registry does not stall the event loop.
 - ``/healthz``: 200 when the event loop runs; the handler runs on that loop, so a blocked
   loop makes the probe time out.
 - ``/readyz``: 200 when the config is loaded and every mailbox completed a poll within
@@ -10,6 +11,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -170,9 +172,9 @@ class HttpServer:
         return f"http://{host}:{self.port}"
 
     async def _metrics(self, _request: web.Request) -> web.Response:
-        return web.Response(
-            body=self.metrics.render(), headers={"Content-Type": self.metrics.content_type}
-        )
+        # Rendering hundreds of mailboxes takes tens of milliseconds: keep it off the loop.
+        body = await asyncio.to_thread(self.metrics.render)
+        return web.Response(body=body, headers={"Content-Type": self.metrics.content_type})
 
     async def _healthz(self, _request: web.Request) -> web.Response:
         return web.json_response({"status": "ok"})
