@@ -190,7 +190,7 @@ def _envelope(
             elif key == "return-path" and env.return_path is None:
                 found = decode_addresses(value)
                 env.return_path = found[0][1] if found else value.strip("<> ")
-        except Exception as exc:  # noqa: BLE001 - one header never fails the message
+        except Exception as exc:  # one header never fails the message
             value = raw.decode("latin-1")
             lossy = True
             detail = f"{name}: {type(exc).__name__} while decoding; kept as Latin-1"
@@ -293,7 +293,9 @@ def _build(
     )
 
 
-def _fallback(raw: bytes, options: PayloadOptions, ids: dict[str, object], exc: Exception) -> Payload:
+def _fallback(
+    raw: bytes, options: PayloadOptions, ids: dict[str, object], exc: Exception
+) -> Payload:
     """The last resort: no structure, the whole message as one attachment, and why."""
     limit = options.max_attachment_bytes
     omitted = limit is not None and len(raw) > limit
@@ -347,7 +349,7 @@ def build_payload(
     }
     try:
         return _build(raw, options, ids, [])
-    except Exception as exc:  # noqa: BLE001 - the contract is "never raises"
+    except Exception as exc:  # the contract is "never raises"
         return _fallback(raw, options, ids, exc)
 
 
@@ -384,7 +386,7 @@ def build_headers_only_payload(
                 charset = parse_mime_header(bytes_to_text(value).text)[1].get("charset")
                 break
         env = _envelope(fields, charset, defects)
-    except Exception as exc:  # noqa: BLE001 - the contract is "never raises"
+    except Exception as exc:  # the contract is "never raises"
         env = _Envelope()
         defects.append((None, "parser_failed", f"{type(exc).__name__} while reading headers"))
     defects.append((None, "body_omitted", f"message of {size} bytes sent headers-only: {reason}"))

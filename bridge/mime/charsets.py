@@ -9,6 +9,7 @@ its five undefined bytes mapped as Latin-1, which accepts any byte string.
 from __future__ import annotations
 
 import codecs
+import contextlib
 import functools
 from typing import NamedTuple
 
@@ -69,7 +70,7 @@ _ALIASES: dict[str, str] = {
 
 # Codecs Python accepts as "text encodings" that no mail ever means.
 _REFUSED = frozenset(
-    {"idna", "punycode", "unicode_escape", "raw_unicode_escape", "undefined", "mbcs", "oem"}
+    {"idna", "punycode", "unicode-escape", "raw-unicode-escape", "undefined", "mbcs", "oem"}
 )
 
 
@@ -110,7 +111,7 @@ def decode_bytes(data: bytes | memoryview, declared: str | None) -> Decoded:
             return Decoded(str(data, codec, errors), None)
         except UnicodeDecodeError:
             pass
-        except Exception:  # noqa: BLE001 - some third-party codecs raise other errors
+        except Exception:  # some third-party codecs raise other errors
             codec = None
     try:
         text = str(data, "utf-8")
@@ -125,11 +126,8 @@ def decode_bytes(data: bytes | memoryview, declared: str | None) -> Decoded:
             return Decoded(text, None)
         return Decoded(text, ("charset_missing", "no charset declared; decoded as utf-8"))
     if codec is not None and codec not in ("ascii", "cp1252", "utf-8"):
-        try:
+        with contextlib.suppress(Exception):  # a codec that fails even with "replace"
             text = str(data, codec, "replace")
-        except Exception:  # noqa: BLE001 - a codec that fails even with "replace"
-            pass
-        else:
             detail = f"not valid {declared}; undecodable bytes replaced"
             return Decoded(text, ("charset_mismatch", detail))
     text = str(data, "cp1252", _LATIN1_HANDLER)

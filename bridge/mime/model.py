@@ -158,7 +158,7 @@ class PayloadOptions:
     include_raw: bool = False
     """Add the raw message in base64 as ``raw``."""
     max_attachment_bytes: int | None = None
-    """Attachments larger than this (decoded) are sent without content (``omitted_reason="size"``)."""
+    """Attachments larger than this (decoded) go without content (``omitted_reason="size"``)."""
     max_parts: int = 1000
     """MIME parts beyond this many are not looked at."""
     max_depth: int = 30

@@ -202,9 +202,7 @@ class TreeParser:
 
     def _entity(self, start: int, end: int, path: str, depth: int, default: str) -> Part:
         self.count += 1
-        fields, body_start = read_headers(
-            self.buf, start, end, path, self.options, self.defects
-        )
+        fields, body_start = read_headers(self.buf, start, end, path, self.options, self.defects)
         part = Part(path, fields, default, {}, body_start, end)
         self._content_type(part)
         raw_disposition = part.header("content-disposition")
@@ -263,9 +261,7 @@ class TreeParser:
         if not spans:
             guessed = _guess_boundary(self.buf, part.body_start, part.body_end)
             if guessed is not None:
-                spans, closed = split_multipart(
-                    self.buf, part.body_start, part.body_end, guessed
-                )
+                spans, closed = split_multipart(self.buf, part.body_start, part.body_end, guessed)
             if spans:
                 found = (guessed or b"").decode("utf-8", "replace")[:80]
                 if boundary_text:

@@ -43,10 +43,7 @@ def repair_base64(data: Buffer) -> bytes:
     cleaned = bytes(data).translate(None, _NOT_B64)
     usable = len(cleaned) - len(cleaned) % 4
     tail = cleaned[usable:]
-    if len(tail) >= 2:
-        tail = tail + b"=" * (4 - len(tail))
-    else:
-        tail = b""
+    tail = tail + b"=" * (4 - len(tail)) if len(tail) >= 2 else b""
     try:
         decoded = binascii.a2b_base64(cleaned[:usable] + tail)
     except (binascii.Error, ValueError):  # pragma: no cover - cleaned input is always valid
