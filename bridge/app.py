@@ -348,6 +348,8 @@ class App:
         try:
             await stop.wait()
             log.info("shutting_down", grace=self.config.shutdown_grace)
+            self.health.set_shutting_down()
+            self.metrics.set_up(False)
             done, pending = await asyncio.wait(tasks, timeout=self.config.shutdown_grace)
             for task in pending:
                 task.cancel()

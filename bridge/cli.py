@@ -91,9 +91,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return _dispatch(args)
     except ConfigError as exc:
-        print(f"popbridge: {exc}", file=sys.stderr)
-        for problem in exc.problems:
-            print(f"  {problem}", file=sys.stderr)
+        print(f"popbridge: {exc}", file=sys.stderr)  # the message lists one line per problem
         return EXIT_USAGE
     except KeyboardInterrupt:
         return EXIT_FAILED

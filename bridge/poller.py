@@ -493,8 +493,8 @@ class _Session:
                 # Due again at the next session unless the receiver itself asked for a pause
                 # (Retry-After); a target that keeps failing is held back by its circuit
                 # breaker, which lives in memory, not by a per-message wait.
-                paused = o.kind is DeliveryKind.TRANSIENT and o.retry_after
-                due_at = now + o.retry_after if paused and o.retry_after else now
+                paused = o.retry_after if o.retry_after_from_receiver else None
+                due_at = now + paused if paused else now
                 ledger.mark_transient(mailbox, msg.uid, o.target, o.error or o.kind.value, due_at)
 
         rows = ledger.rows_for(mailbox, msg.uid)

@@ -75,9 +75,12 @@ class _Call:
         attempt: _Attempt,
         error: str | None,
         retry_after: float | None = None,
+        *,
+        retry_after_from_receiver: bool = False,
     ) -> DeliveryOutcome:
         """Build the outcome of the call, ending with ``attempt``."""
         return DeliveryOutcome(
+            retry_after_from_receiver=retry_after_from_receiver,
             kind=kind,
             target=self.target.name,
             webhook_id=self.webhook_id,
@@ -261,7 +264,13 @@ class WebhookClient:
                 if transient_failures >= target.max_attempts or (
                     retry_after is not None and retry_after > target.backoff_max
                 ):
-                    return call.finish(DeliveryKind.TRANSIENT, attempt, attempt.detail, retry_after)
+                    return call.finish(
+                        DeliveryKind.TRANSIENT,
+                        attempt,
+                        attempt.detail,
+                        retry_after,
+                        retry_after_from_receiver=retry_after is not None,
+                    )
                 if breaker.is_open():
                     return call.finish(
                         DeliveryKind.TRANSIENT, attempt, attempt.detail, breaker.retry_in()

@@ -31,7 +31,8 @@ class DeliveryOutcome:
     when nothing was sent); ``attempts`` counts HTTP requests made, including a 413
     reference resend; ``duration`` is seconds spent in the call, backoff included;
     ``retry_after`` is the receiver's ``Retry-After`` (capped) or, when the breaker
-    is open, the seconds until it probes again; ``used_reference`` is True when the
+    is open, the seconds until it probes again (``retry_after_from_receiver`` tells which);
+    ``used_reference`` is True when the
     last request carried the reference body (attachment contents omitted).
     """
 
@@ -44,6 +45,8 @@ class DeliveryOutcome:
     duration: float = 0.0
     retry_after: float | None = None
     used_reference: bool = False
+    retry_after_from_receiver: bool = False
+    """True when ``retry_after`` is the receiver's own ``Retry-After`` (not a breaker wait)."""
 
     @property
     def acked(self) -> bool:

@@ -223,6 +223,7 @@ async def test_long_retry_after_ends_the_call_for_the_poller(
     outcome = await deliver(harness, target(receiver.url, backoff_max=30, retry_after_max=3600))
     assert (outcome.kind, outcome.attempts) == (DeliveryKind.TRANSIENT, 1)
     assert outcome.retry_after == 3600.0
+    assert outcome.retry_after_from_receiver  # the poller schedules the message by it
     assert harness.sleeps == []
 
 
@@ -440,6 +441,8 @@ async def test_breaker_opening_mid_call_stops_retrying(
         3,
         45.0,
     )
+    # A breaker wait is the target's state, not a per-message pause asked for by the receiver.
+    assert not outcome.retry_after_from_receiver
 
 
 async def test_rejections_and_acks_reset_the_failure_count(

@@ -1,0 +1,195 @@
+"""The poller under faults Dovecot will not produce, on the fake POP3 server and a real receiver."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from bridge.app import App
+from bridge.config import Config
+from bridge.errors import Pop3ConnectionError
+from tests.fakes.pop3server import FakePop3Server
+from tests.integration.kit import SECRET, make_message
+from tests.receiver import WebhookReceiver
+
+
+def _config(server: FakePop3Server, url: str, data_dir: Path, **mailbox: Any) -> Config:
+    box: dict[str, Any] = {
+        "name": "fake",
+        "host": server.host,
+        "port": server.port,
+        "tls": "none",
+        "allow_insecure_auth": True,
+        "username": server.user,
+        "password": server.password,
+        "webhooks": ["main"],
+    }
+    box.update(mailbox)
+    return Config.from_dict(
+        {
+            "data_dir": str(data_dir),
+            "webhooks": {"main": {"url": url, "secret": SECRET, "backoff_initial": 0.01,
+                                  "backoff_max": 0.02}},
+            "mailboxes": [box],
+        },
+        env={},
+    )
+
+
+async def _session(config: Config) -> tuple[App, Any]:
+    app = App(config)
+    try:
+        result = await app.session(app.mailboxes["fake"], asyncio.Event())
+    finally:
+        await app.close()
+    return app, result
+
+
+async def test_dele_error_is_counted_and_the_message_is_not_reposted(
+    fake_pop3: FakePop3Server, receiver: WebhookReceiver, tmp_path: Path
+) -> None:
+    """-ERR to DELE is a commit failure (metric, result); the next session deletes it unposted."""
+    for i in range(3):
+        fake_pop3.add(make_message(i))
+    fake_pop3.reply_on("DELE", "-ERR [SYS/TEMP] cannot mark right now", nth=2)
+    app, result = await _session(_config(fake_pop3, receiver.url, tmp_path))
+    assert result.committed
+    assert len(result.commit_errors) == 1 and "DELE" in result.commit_errors[0]
+    metrics = app.metrics.render().decode()
+    assert 'bridge_commit_failures_total{command="DELE",mailbox="fake"} 1.0' in metrics
+    assert 'bridge_pop3_error_responses_total{code="SYS/TEMP",mailbox="fake"} 1.0' in metrics
+    assert len(fake_pop3.messages) == 1  # two deleted at QUIT, one left
+    assert len(receiver.requests) == 3
+
+    _, result = await _session(_config(fake_pop3, receiver.url, tmp_path))
+    assert result.reconciled == 1 and result.committed
+    assert fake_pop3.messages == []
+    assert len(receiver.requests) == 3  # acknowledged before: deleted without a new POST
+
+
+async def test_quit_error_commits_nothing_and_next_session_reconciles(
+    fake_pop3: FakePop3Server, receiver: WebhookReceiver, tmp_path: Path
+) -> None:
+    """-ERR to QUIT means no deletion is committed; it is counted and the next session fixes it."""
+    for i in range(2):
+        fake_pop3.add(make_message(i))
+    fake_pop3.reply_on("QUIT", "-ERR [SYS/PERM] could not remove messages")
+    app, result = await _session(_config(fake_pop3, receiver.url, tmp_path))
+    assert not result.committed
+    assert any(e.startswith("QUIT") for e in result.commit_errors)
+    metrics = app.metrics.render().decode()
+    assert 'bridge_commit_failures_total{command="QUIT",mailbox="fake"} 1.0' in metrics
+    assert 'bridge_pop3_sessions_total{mailbox="fake",outcome="commit_error"} 1.0' in metrics
+    assert len(fake_pop3.messages) == 2
+
+    _, result = await _session(_config(fake_pop3, receiver.url, tmp_path))
+    assert result.committed and result.reconciled == 2
+    assert fake_pop3.messages == []
+    assert len(receiver.requests) == 2
+
+
+async def test_drop_in_the_middle_of_retr_keeps_what_was_acknowledged(
+    fake_pop3: FakePop3Server, receiver: WebhookReceiver, tmp_path: Path
+) -> None:
+    """A connection lost mid-RETR fails the session; nothing is lost or posted twice after."""
+    for i in range(6):
+        fake_pop3.add(make_message(i))
+    fake_pop3.drop_mid_response_on("RETR", nth=4)
+    app = App(_config(fake_pop3, receiver.url, tmp_path, delivery_concurrency=1))
+    try:
+        with pytest.raises(Pop3ConnectionError):
+            await app.mailboxes["fake"].poller.run_session()
+    finally:
+        await app.close()
+    assert len(fake_pop3.messages) == 6  # no QUIT: nothing deleted
+    posted = len(receiver.requests)
+    assert posted == 3
+
+    _, result = await _session(_config(fake_pop3, receiver.url, tmp_path))
+    assert result.committed and result.reconciled == 3
+    assert fake_pop3.messages == []
+    assert len(receiver.requests) == 6
+    assert len(receiver.distinct_webhook_ids()) == 6
+
+
+async def test_server_without_uidl_uses_header_identity(
+    receiver: WebhookReceiver, tmp_path: Path
+) -> None:
+    """Without UIDL the identity comes from TOP headers + size, stable across sessions."""
+    server = FakePop3Server([make_message(i) for i in range(3)], uidl=False)
+    await server.start()
+    try:
+        receiver.reply(500)
+        config = _config(server, receiver.url, tmp_path)
+        _, first = await _session(config)
+        assert first.transient == 3
+        ids_first = receiver.distinct_webhook_ids()
+        receiver.reply(200)
+        receiver.clear()
+        _, second = await _session(config)
+        assert second.delivered == 3
+        assert receiver.distinct_webhook_ids() == ids_first  # same identity, same webhook-id
+        assert server.messages == []
+        assert "TOP" in server.verbs
+    finally:
+        await server.stop()
+
+
+async def test_duplicate_and_overlong_uidls_are_reported_and_kept_apart(
+    receiver: WebhookReceiver, tmp_path: Path
+) -> None:
+    """Duplicate UIDLs get distinct identities; an over-long UIDL is hashed; all are delivered."""
+    server = FakePop3Server()
+    server.add(make_message(0), uid="same")
+    server.add(make_message(1), uid="same")
+    server.add(make_message(2), uid="x" * 200)
+    await server.start()
+    try:
+        _, result = await _session(_config(server, receiver.url, tmp_path))
+        assert result.delivered == 3 and result.committed
+        assert len(result.identity_problems) == 3
+        assert len(receiver.distinct_webhook_ids()) == 3
+        uidls = {r.json()["uidl"] for r in receiver.requests}
+        assert all(len(u) <= 70 for u in uidls)
+        assert server.messages == []
+    finally:
+        await server.stop()
+
+
+async def test_dead_letter_policy_spools_then_deletes(
+    fake_pop3: FakePop3Server, receiver: WebhookReceiver, tmp_path: Path
+) -> None:
+    """With reject_policy dead_letter a rejected message is written to disk, then deleted."""
+    raw = make_message(7, subject="bad one")
+    fake_pop3.add(raw)
+    receiver.reply(422)
+    app, result = await _session(
+        _config(fake_pop3, receiver.url, tmp_path, reject_policy="dead_letter")
+    )
+    assert result.dead_lettered == 1 and result.committed
+    assert fake_pop3.messages == []
+    letters = app.deadletters.list("fake")
+    assert len(letters) == 1
+    assert letters[0].read() == raw.replace(b"\n", b"\r\n")
+    assert "422" in letters[0].reason
+    assert 'bridge_messages_dead_lettered_total{mailbox="fake"} 1.0' in app.metrics.render().decode()
+
+
+async def test_parked_message_is_not_fetched_again_before_its_time(
+    fake_pop3: FakePop3Server, receiver: WebhookReceiver, tmp_path: Path
+) -> None:
+    """A rejected message (default policy park) stays and is not RETRieved in the next session."""
+    fake_pop3.add(make_message(1))
+    receiver.reply(400)
+    config = _config(fake_pop3, receiver.url, tmp_path)
+    _, first = await _session(config)
+    assert first.rejected == 1
+    retr_before = fake_pop3.verbs.count("RETR")
+    _, second = await _session(config)
+    assert second.skipped == 1
+    assert fake_pop3.verbs.count("RETR") == retr_before
+    assert len(fake_pop3.messages) == 1
+    assert len(receiver.requests) == 1
