@@ -583,3 +583,54 @@ async def test_stls_with_wrong_ca(
     with pytest.raises(Pop3TLSError):
         await client.connect()
     assert not client.connected
+
+
+async def test_dele_many_err_with_outstanding_replies_closes(fake_pop3: FakePop3Server) -> None:
+    """-ERR to one of several pipelined DELEs raises its typed error and closes the connection
+    (nothing is committed); without pipelining dele_many goes one by one."""
+    for raw in _messages(10):
+        fake_pop3.add(raw)
+    fake_pop3.reply_on("DELE", "-ERR [SYS/TEMP] cannot", nth=3)
+    client = await _logged_in(fake_pop3)
+    with pytest.raises(Pop3SysTempError):
+        await client.dele_many(range(1, 11), window=8)
+    assert not client.connected
+    await asyncio.sleep(0.05)
+    fake_pop3.pipelining = False
+    client = await _logged_in(fake_pop3)
+    assert await client.dele_many([1, 2, 3]) == 3
+    await client.quit()
+    assert len(fake_pop3.committed) == 3
+
+
+async def test_stls_refused_by_the_server(
+    fake_pop3: FakePop3Server, tls_pair: tuple[ssl.SSLContext, Path]
+) -> None:
+    """A server that offers STLS but answers -ERR to it gives Pop3TLSError and a closed
+    connection, never a plain-text session."""
+    fake_pop3.stls_context = tls_pair[0]
+    fake_pop3.reply_on("STLS", "-ERR not now")
+    client = _client(fake_pop3, tls="starttls", ca_file=tls_pair[1])
+    with pytest.raises(Pop3TLSError):
+        await client.connect()
+    assert not client.connected
+
+
+async def test_connection_refused() -> None:
+    """Nobody listening gives Pop3ConnectionError (transient) naming host and port."""
+    server = FakePop3Server()
+    await server.start()
+    port = server.port
+    await server.stop()
+    client = Pop3Client("127.0.0.1", port, tls="none", timeouts=FAST)
+    with pytest.raises(Pop3ConnectionError) as info:
+        await client.connect()
+    assert info.value.transient
+    assert f"127.0.0.1:{port}" in str(info.value)
+
+
+async def test_implicit_tls_to_a_plain_server(fake_pop3: FakePop3Server) -> None:
+    """Implicit TLS against a server that speaks plain POP3 fails with Pop3TLSError."""
+    client = _client(fake_pop3, tls="implicit")
+    with pytest.raises(Pop3TLSError):
+        await client.connect()
