@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import os
 from datetime import UTC, datetime
 from pathlib import Path
 
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -61,8 +63,8 @@ def test_arbitrary_bytes_give_a_valid_payload(raw: bytes, tight: bool) -> None:
 
 
 @st.composite
-def _mutated(draw: st.DrawFn) -> bytes:
-    data = bytearray(draw(st.sampled_from(SEEDS)))
+def _mutated(draw: st.DrawFn, seed: bytes | None = None) -> bytes:
+    data = bytearray(seed if seed is not None else draw(st.sampled_from(SEEDS)))
     for _ in range(draw(st.integers(1, 8))):
         pos = draw(st.integers(0, len(data)))
         action = draw(st.sampled_from(["insert", "delete", "flip", "truncate"]))
@@ -81,4 +83,25 @@ def _mutated(draw: st.DrawFn) -> bytes:
 @given(_mutated(), st.booleans())
 def test_mutated_messages_give_a_valid_payload(raw: bytes, tight: bool) -> None:
     """Golden messages with random edits (inserts of MIME syntax, cuts, byte flips) never fail."""
+    _check(raw, TIGHT if tight else PayloadOptions())
+
+
+def _corpus_seeds() -> list[bytes]:
+    root = os.environ.get("POPBRIDGE_CORPUS")
+    if not root:
+        return []
+    files = sorted(p for p in Path(root).rglob("*") if p.is_file() and p.stat().st_size < 200_000)
+    return [p.read_bytes() for p in files if p.suffix not in (".md", ".tsv", ".py")]
+
+
+CORPUS_SEEDS = _corpus_seeds()
+
+
+@pytest.mark.skipif(not CORPUS_SEEDS, reason="POPBRIDGE_CORPUS is not set")
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.data(), st.booleans())
+def test_mutated_corpus_messages_give_a_valid_payload(data: st.DataObject, tight: bool) -> None:
+    """Real-world corpus messages with random edits never fail and always validate."""
+    seed = data.draw(st.sampled_from(CORPUS_SEEDS))
+    raw = data.draw(_mutated(seed))
     _check(raw, TIGHT if tight else PayloadOptions())
