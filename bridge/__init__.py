@@ -1,4 +1,4 @@
-"""popbridge: fetch mail over POP3, POST it as signed JSON, delete it only after an acknowledgement."""
+"""popbridge: fetch mail over POP3, POST it as signed JSON, delete it only once acknowledged."""
 
 __version__ = "0.1.0"
 

@@ -311,8 +311,14 @@ class App:
             state.failures += 1
             state.last_exception = exc
             self.health.mailbox_failed(name, f"{outcome}: {exc}")
-            log.warning("session_failed", mailbox=name, outcome=outcome, error=str(exc),
-                        failures=state.failures, duration=round(duration, 3))
+            log.warning(
+                "session_failed",
+                mailbox=name,
+                outcome=outcome,
+                error=str(exc),
+                failures=state.failures,
+                duration=round(duration, 3),
+            )
         return result
 
     def _jitter(self, seconds: float) -> float:

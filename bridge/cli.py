@@ -33,7 +33,9 @@ def _shard(text: str) -> tuple[int, int]:
     except ValueError:
         raise argparse.ArgumentTypeError(f"must be INDEX/COUNT, e.g. 0/3, not {text!r}") from None
     if not sep or n < 1 or not 0 <= i < n:
-        raise argparse.ArgumentTypeError(f"must be INDEX/COUNT with 0 <= INDEX < COUNT, not {text!r}")
+        raise argparse.ArgumentTypeError(
+            f"must be INDEX/COUNT with 0 <= INDEX < COUNT, not {text!r}"
+        )
     return i, n
 
 
@@ -56,20 +58,30 @@ def build_parser() -> argparse.ArgumentParser:
 
     def with_config(p: argparse.ArgumentParser) -> None:
         p.add_argument(
-            "-c", "--config", required=True, type=Path, metavar="FILE",
+            "-c",
+            "--config",
+            required=True,
+            type=Path,
+            metavar="FILE",
             help="YAML config file (see docs/config.md)",
         )
         p.add_argument(
-            "--shard", type=_shard_from_env, metavar="INDEX/COUNT",
+            "--shard",
+            type=_shard_from_env,
+            metavar="INDEX/COUNT",
             help="poll only the mailboxes whose stable hash falls in this share "
             "(INDEX may be a StatefulSet pod name such as popbridge-2)",
         )
 
     run = sub.add_parser("run", help="run the service")
     with_config(run)
-    once = sub.add_parser("once", help="one pass over every mailbox, then exit (0 when all went well)")
+    once = sub.add_parser(
+        "once", help="one pass over every mailbox, then exit (0 when all went well)"
+    )
     with_config(once)
-    check = sub.add_parser("check", help="connect, authenticate and STAT each mailbox; change nothing")
+    check = sub.add_parser(
+        "check", help="connect, authenticate and STAT each mailbox; change nothing"
+    )
     with_config(check)
     validate = sub.add_parser("validate", help="check the config file and exit")
     validate.add_argument("-c", "--config", required=True, type=Path, metavar="FILE")
@@ -119,7 +131,8 @@ def _dispatch(args: argparse.Namespace) -> int:
 
     config = load_config(args.config)
     if args.command == "validate":
-        print(f"{args.config}: ok ({len(config.mailboxes)} mailboxes, {len(config.webhooks)} webhooks)")
+        counts = f"{len(config.mailboxes)} mailboxes, {len(config.webhooks)} webhooks"
+        print(f"{args.config}: ok ({counts})")
         return EXIT_OK
     configure_logging(config.log.level, config.log.format)
     if args.command == "dead-letters":

@@ -508,4 +508,3 @@ class FakePop3Server:
             session.marked.clear()
             return b"+OK\r\n"
         return b"-ERR unknown command\r\n"
-

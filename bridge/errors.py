@@ -91,8 +91,9 @@ class Pop3MessageTooLargeError(Pop3ProtocolError):
 
     transient = False
 
-    def __init__(self, message: str, *, limit: int, command: str | None = None,
-                 mailbox: str | None = None):
+    def __init__(
+        self, message: str, *, limit: int, command: str | None = None, mailbox: str | None = None
+    ):
         super().__init__(message, command=command, mailbox=mailbox)
         self.limit = limit
 
@@ -112,8 +113,15 @@ class Pop3CommandArgumentError(Pop3Error, ValueError):
 class Pop3ResponseError(Pop3Error):
     """The server answered ``-ERR``; ``code`` is the RFC 2449 response code, if any."""
 
-    def __init__(self, message: str, *, code: str | None = None, text: str = "",
-                 command: str | None = None, mailbox: str | None = None):
+    def __init__(
+        self,
+        message: str,
+        *,
+        code: str | None = None,
+        text: str = "",
+        command: str | None = None,
+        mailbox: str | None = None,
+    ):
         super().__init__(message, command=command, mailbox=mailbox)
         self.code = code
         self.text = text
@@ -155,8 +163,15 @@ class Pop3SysPermError(Pop3ResponseError):
 class WebhookError(BridgeError):
     """A webhook delivery failed."""
 
-    def __init__(self, message: str, *, target: str, status: int | None = None,
-                 attempt: int = 1, retry_after: float | None = None):
+    def __init__(
+        self,
+        message: str,
+        *,
+        target: str,
+        status: int | None = None,
+        attempt: int = 1,
+        retry_after: float | None = None,
+    ):
         super().__init__(message)
         self.target = target
         self.status = status

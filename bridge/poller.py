@@ -231,7 +231,9 @@ class _Session:
             targets = rows.get(msg.uid, {})
             if msg.uid not in rows:
                 new.append(msg)
-            waiting = tuple(t for t in self.policy.targets if t not in targets or not targets[t].done)
+            waiting = tuple(
+                t for t in self.policy.targets if t not in targets or not targets[t].done
+            )
             if not waiting:
                 # Every target acknowledged it (or it was dead-lettered) in an earlier session
                 # that died before QUIT: delete it now, without posting again.

@@ -15,7 +15,7 @@ from tests.receiver import receiver  # noqa: F401
 
 @pytest.fixture(scope="session")
 def dovecot() -> Iterator[Dovecot]:
-    """One throwaway Dovecot for the whole run; a test that needs it fails (never skips) if absent."""
+    """One throwaway Dovecot for the whole run; a test that needs it fails (never skips) without."""
     server = Dovecot()
     try:
         server.start()

@@ -229,7 +229,11 @@ protocol pop3 {{
         for port in (self.port, self.tls_port):
             while True:
                 if self._process.poll() is not None:
-                    err = self._process.stderr.read().decode(errors="replace") if self._process.stderr else ""
+                    err = (
+                        self._process.stderr.read().decode(errors="replace")
+                        if self._process.stderr
+                        else ""
+                    )
                     raise DovecotUnavailable(f"Dovecot exited at start: {err}\n{self.log_tail()}")
                 try:
                     with socket.create_connection((self.host, port), timeout=1):
@@ -276,7 +280,7 @@ protocol pop3 {{
     # ------------------------------------------------------------------ users
 
     def _add_passwd_lines(self, entries: list[tuple[str, str]]) -> None:
-        for name, password in entries:
+        for _, password in entries:
             if ":" in password or "\n" in password:
                 raise ValueError("test passwords may not contain ':' or newlines")
         with self.passwd.open("a") as f:

@@ -80,7 +80,10 @@ class DemoReceiver:
             self.bad_signatures += 1
             return web.Response(status=401, text="bad signature")
         payload = json.loads(body)
-        if payload.get("subject") == RETRIED_SUBJECT and payload["webhook_id"] not in self.refused_once:
+        if (
+            payload.get("subject") == RETRIED_SUBJECT
+            and payload["webhook_id"] not in self.refused_once
+        ):
             self.refused_once.add(payload["webhook_id"])
             self._print(f"  receiver: 503 for {payload['webhook_id']} (the bridge will retry)")
             return web.Response(status=503, headers={"Retry-After": "0"})
@@ -102,9 +105,10 @@ class DemoReceiver:
         if text:
             self._print(f"    text: {text[:90]}{'...' if len(text) > 90 else ''}")
         for att in p.get("attachments") or []:
+            inline = " (inline)" if att.get("disposition") == "inline" else ""
             self._print(
                 f"    attachment: {att.get('filename')!r} {att.get('content_type')} "
-                f"{att.get('size')} bytes{' (inline)' if att.get('disposition') == 'inline' else ''}"
+                f"{att.get('size')} bytes{inline}"
             )
         for defect in (p.get("defects") or [])[:3]:
             self._print(f"    defect: {json.dumps(defect, ensure_ascii=False)[:100]}")
@@ -156,7 +160,10 @@ async def _demo(keep: bool, quiet: bool, out: TextIO) -> int:
     try:
         port = await app.start_http()
         before = len(server.messages)
-        print(f"popbridge demo: POP3 server on 127.0.0.1:{server.port} with {before} messages", file=out)
+        print(
+            f"popbridge demo: POP3 server on 127.0.0.1:{server.port} with {before} messages",
+            file=out,
+        )
         print(f"  webhook receiver:  {receiver.url}", file=out)
         print(f"  metrics:           http://127.0.0.1:{port}/metrics", file=out)
         print(f"  ledger:            {data_dir}/ledger.sqlite3", file=out, flush=True)
@@ -174,8 +181,12 @@ async def _demo(keep: bool, quiet: bool, out: TextIO) -> int:
         print("  selected metrics:", file=out)
         for line in metrics.splitlines():
             if line.startswith(
-                ("bridge_messages_delivered_total", "bridge_messages_deleted_total",
-                 "bridge_webhook_requests_total{", "bridge_pop3_sessions_total")
+                (
+                    "bridge_messages_delivered_total",
+                    "bridge_messages_deleted_total",
+                    "bridge_webhook_requests_total{",
+                    "bridge_pop3_sessions_total",
+                )
             ) and not line.endswith(" 0.0"):
                 print(f"    {line}", file=out)
         success = ok and left == 0 and len(receiver.payloads) == before

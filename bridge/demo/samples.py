@@ -27,7 +27,8 @@ def _headers(n: int, sender: bytes, subject: bytes, extra: bytes = b"") -> bytes
         b"From: " + sender + b"\n"
         b"To: Support <support@demo.example>\n"
         b"Subject: " + subject + b"\n"
-        b"Date: Thu, 26 Nov 2026 09:%02d:00 +0100\n" % n
+        b"Date: Thu, 26 Nov 2026 09:%02d:00 +0100\n"
+        % n
         + b"Message-ID: <demo-%02d@demo.example>\n" % n
         + b"MIME-Version: 1.0\n"
         + extra
@@ -41,8 +42,12 @@ def sample_messages() -> list[bytes]:
         _headers(1, b"Alice Example <alice@demo.example>", b"Printer on floor 3 is jammed")
         + b"Content-Type: text/plain; charset=utf-8\n\n"
         b"Hi team,\n\nthe printer on floor 3 is jammed again.\n\nAlice\n",
-        _headers(2, b"=?utf-8?q?J=C3=BCrgen_M=C3=BCller?= <jm@demo.example>",
-                 b"=?utf-8?q?R=C3=BCckruf_erbeten?=", b"Cc: Ops <ops@demo.example>\n")
+        _headers(
+            2,
+            b"=?utf-8?q?J=C3=BCrgen_M=C3=BCller?= <jm@demo.example>",
+            b"=?utf-8?q?R=C3=BCckruf_erbeten?=",
+            b"Cc: Ops <ops@demo.example>\n",
+        )
         + b"Content-Type: multipart/alternative; boundary=alt\n\n"
         b"--alt\nContent-Type: text/plain; charset=utf-8\nContent-Transfer-Encoding: 8bit\n\n"
         + "Bitte rufen Sie mich zurück.\n".encode()
@@ -65,10 +70,14 @@ def sample_messages() -> list[bytes]:
         + _wrap64(_PNG_1PX)
         + b"\n--rel--\n",
         _headers(5, b"Fran\xe7ois <francois@demo.example>", b"=?iso-8859-1?q?Caf=E9_cr=E8me?=")
-        + b"Content-Type: text/plain; charset=iso-8859-1\nContent-Transfer-Encoding: quoted-printable\n\n"
+        + b"Content-Type: text/plain; charset=iso-8859-1\n"
+        b"Content-Transfer-Encoding: quoted-printable\n\n"
         b"Un caf=E9 cr=E8me, s'il vous pla=EEt.\n",
-        _headers(6, b"=?iso-2022-jp?b?GyRCRURDZhsoQg==?= <tanaka@demo.example>",
-                 b"=?utf-8?b?5Lya6K2w44Gu5LqI5a6a?=")
+        _headers(
+            6,
+            b"=?iso-2022-jp?b?GyRCRURDZhsoQg==?= <tanaka@demo.example>",
+            b"=?utf-8?b?5Lya6K2w44Gu5LqI5a6a?=",
+        )
         + b"Content-Type: text/plain; charset=utf-8\nContent-Transfer-Encoding: base64\n\n"
         + _wrap64("来週の会議は火曜日の10時からです。\n".encode())
         + b"\n",
@@ -95,8 +104,12 @@ def sample_messages() -> list[bytes]:
         + b"Content-Type: text/plain; charset=x-unknown-charset\n\n"
         + "Grüße aus dem Büro — declared with an unknown charset.\n".encode()
         + b"",
-        _headers(11, b"Undisclosed <sender@demo.example>", b"Group addresses",
-                 b"Bcc: Team: ann@demo.example, Ben <ben@demo.example>;\n")
+        _headers(
+            11,
+            b"Undisclosed <sender@demo.example>",
+            b"Group addresses",
+            b"Bcc: Team: ann@demo.example, Ben <ben@demo.example>;\n",
+        )
         + b"Content-Type: text/plain\n\nA group in Bcc is flattened into addresses.\n",
         _headers(12, b"Monitor <monitor@demo.example>", b"Disk usage report")
         + b"Content-Type: multipart/mixed; boundary=rep\n\n"

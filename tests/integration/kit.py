@@ -14,8 +14,9 @@ from tests.dovecot import Dovecot, Pop3User
 SECRET = "whsec_" + base64.b64encode(b"popbridge-test-secret-32-bytes!!").decode()
 
 
-def make_message(n: int, *, subject: str | None = None, body: str | None = None,
-                 size: int = 0) -> bytes:
+def make_message(
+    n: int, *, subject: str | None = None, body: str | None = None, size: int = 0
+) -> bytes:
     """A small, distinct, deterministic message; ``size`` pads the body to about that many bytes."""
     msg = EmailMessage()
     msg["From"] = f"Sender {n} <sender{n}@example.org>"
@@ -57,8 +58,15 @@ def config_dict(
     if tls == "none":
         box["allow_insecure_auth"] = True
     box.update(mailbox or {})
-    hooks = webhooks or {"main": {"url": url, "secret": SECRET, "timeout": 5,
-                                  "backoff_initial": 0.01, "backoff_max": 0.05}}
+    hooks = webhooks or {
+        "main": {
+            "url": url,
+            "secret": SECRET,
+            "timeout": 5,
+            "backoff_initial": 0.01,
+            "backoff_max": 0.05,
+        }
+    }
     return {
         "data_dir": str(data_dir),
         "http": {"listen": "127.0.0.1:0"},

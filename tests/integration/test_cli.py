@@ -20,12 +20,16 @@ from tests.receiver import Reply, WebhookReceiver
 pytestmark = pytest.mark.dovecot
 
 
-async def popbridge(*args: str, timeout: float = 60) -> tuple[int, str, str]:
+async def popbridge(*args: str, within: float = 60) -> tuple[int, str, str]:
     proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "bridge", *args,
-        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+        sys.executable,
+        "-m",
+        "bridge",
+        *args,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
     )
-    out, err = await asyncio.wait_for(proc.communicate(), timeout)
+    out, err = await asyncio.wait_for(proc.communicate(), within)
     assert proc.returncode is not None
     return proc.returncode, out.decode(), err.decode()
 
@@ -55,8 +59,9 @@ async def test_once_exits_nonzero_when_a_delivery_fails(
     """A rejected message makes ``once`` exit 1 and stay on the server."""
     pop3_user.deliver_many(make_message(i) for i in range(2))
     receiver.reply(422)
-    cfg = write_config(tmp_path / "c.yaml", config_dict(dovecot, pop3_user, receiver.url,
-                                                        tmp_path / "data"))
+    cfg = write_config(
+        tmp_path / "c.yaml", config_dict(dovecot, pop3_user, receiver.url, tmp_path / "data")
+    )
     code, _, _ = await popbridge("once", "-c", str(cfg))
     assert code == 1
     assert pop3_user.count() == 2
@@ -88,7 +93,8 @@ async def test_check_reports_a_wrong_password_without_showing_it(
     cfg = write_config(tmp_path / "c.yaml", config)
     code, out, err = await popbridge("check", "-c", str(cfg))
     assert code == 1
-    assert "FAILED" in out and "auth_error" in out
+    assert "FAILED" in out
+    assert "auth_error" in out
     assert "Wrong-Password-123" not in out + err
 
 
@@ -130,13 +136,21 @@ def _metric(text: str, name: str, **labels: str) -> float:
     raise AssertionError(f"no sample {name}{labels}")
 
 
-async def _run_service(config: dict[str, Any], tmp_path: Path) -> tuple[asyncio.subprocess.Process, str]:
+async def _run_service(
+    config: dict[str, Any], tmp_path: Path
+) -> tuple[asyncio.subprocess.Process, str]:
     port = free_port()
     config["http"] = {"listen": f"127.0.0.1:{port}"}
     cfg = write_config(tmp_path / "run.yaml", config)
     proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "bridge", "run", "-c", str(cfg),
-        stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE,
+        sys.executable,
+        "-m",
+        "bridge",
+        "run",
+        "-c",
+        str(cfg),
+        stdout=asyncio.subprocess.DEVNULL,
+        stderr=asyncio.subprocess.PIPE,
     )
     base = f"http://127.0.0.1:{port}"
     await _wait_http(base + "/healthz")
@@ -167,7 +181,9 @@ async def test_run_serves_metrics_with_the_right_names_and_values(
         assert _metric(text, "bridge_messages_fetched_total", mailbox="inbox") == 6
         assert _metric(text, "bridge_messages_delivered_total", mailbox="inbox", target="main") == 6
         assert _metric(text, "bridge_messages_deleted_total", mailbox="inbox") == 6
-        assert _metric(text, "bridge_webhook_requests_total", target="main", status_class="2xx") == 6
+        assert (
+            _metric(text, "bridge_webhook_requests_total", target="main", status_class="2xx") == 6
+        )
         assert _metric(text, "bridge_pop3_sessions_total", mailbox="inbox", outcome="ok") >= 1
         assert _metric(text, "bridge_webhook_request_duration_seconds_count", target="main") == 6
         assert _metric(text, "bridge_last_successful_poll_timestamp_seconds", mailbox="inbox") > 0
@@ -195,7 +211,8 @@ async def test_readyz_names_a_stalled_mailbox(
                 break
             await asyncio.sleep(0.1)
         assert status == 503
-        assert "broken" in stalled and "inbox" not in stalled
+        assert "broken" in stalled
+        assert "inbox" not in stalled
         assert "connect_error" in stalled["broken"]
         assert (await _scrape(base + "/healthz"))[0] == 200
     finally:
@@ -209,8 +226,9 @@ async def test_sigterm_mid_drain_exits_zero_and_loses_nothing(
     total = 120
     pop3_user.deliver_many(make_message(i) for i in range(total))
     receiver.reply(Reply(200, delay=0.03))
-    config = config_dict(dovecot, pop3_user, receiver.url, tmp_path / "data",
-                         mailbox={"session_max_messages": 1000})
+    config = config_dict(
+        dovecot, pop3_user, receiver.url, tmp_path / "data", mailbox={"session_max_messages": 1000}
+    )
     proc, _ = await _run_service(config, tmp_path)
     await receiver.wait_for(15, within=20)
     assert await _stop(proc) == 0
@@ -230,7 +248,7 @@ async def test_sigterm_mid_drain_exits_zero_and_loses_nothing(
 
 async def test_demo_runs_to_completion() -> None:
     """``popbridge demo`` drains its built-in mailbox and reports success."""
-    code, out, err = await popbridge("demo", "--quiet", timeout=120)
+    code, out, err = await popbridge("demo", "--quiet", within=120)
     assert code == 0, out + err
     assert "OK: delete-after-ack demo finished" in out
     assert "messages on the server before: 12, after: 0" in out
@@ -242,6 +260,11 @@ def test_version_flag() -> None:
 
     from bridge import __version__
 
-    out = subprocess.run([sys.executable, "-m", "bridge", "--version"], capture_output=True,
-                         text=True, check=True, env=dict(os.environ))
+    out = subprocess.run(
+        [sys.executable, "-m", "bridge", "--version"],
+        capture_output=True,
+        text=True,
+        check=True,
+        env=dict(os.environ),
+    )
     assert out.stdout.strip() == f"popbridge {__version__}"

@@ -23,14 +23,23 @@ KILLS = int(os.environ.get("POPBRIDGE_CRASH_KILLS", "10"))
 
 async def _start(config: Path) -> asyncio.subprocess.Process:
     return await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "bridge", "once", "-c", str(config),
-        stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL,
+        sys.executable,
+        "-m",
+        "bridge",
+        "once",
+        "-c",
+        str(config),
+        stdout=asyncio.subprocess.DEVNULL,
+        stderr=asyncio.subprocess.DEVNULL,
     )
 
 
 @pytest.mark.parametrize("concurrency", [1, 4])
 async def test_sigkill_at_random_moments_loses_nothing(
-    dovecot: Dovecot, pop3_user: Pop3User, receiver: WebhookReceiver, tmp_path: Path,
+    dovecot: Dovecot,
+    pop3_user: Pop3User,
+    receiver: WebhookReceiver,
+    tmp_path: Path,
     concurrency: int,
 ) -> None:
     """After >= 10 SIGKILLs and restarts the mailbox is empty, every message arrived, and the
@@ -38,11 +47,20 @@ async def test_sigkill_at_random_moments_loses_nothing(
     rng = random.Random(20261126 + concurrency)
     pop3_user.deliver_many(make_message(i) for i in range(MESSAGES))
     receiver.reply(Reply(200, delay=0.004))  # a receiver with some latency, so kills land mid-work
-    config = write_config(tmp_path / "bridge.yaml", config_dict(
-        dovecot, pop3_user, receiver.url, tmp_path / "data",
-        mailbox={"session_max_messages": 40, "delivery_concurrency": concurrency,
-                 "strict_order": concurrency == 1},
-    ))
+    config = write_config(
+        tmp_path / "bridge.yaml",
+        config_dict(
+            dovecot,
+            pop3_user,
+            receiver.url,
+            tmp_path / "data",
+            mailbox={
+                "session_max_messages": 40,
+                "delivery_concurrency": concurrency,
+                "strict_order": concurrency == 1,
+            },
+        ),
+    )
     kills = 0
     runs = 0
     while kills < KILLS and pop3_user.count() > 0:

@@ -65,8 +65,10 @@ async def test_500_and_400_stay_on_server_and_rejected_are_not_refetched(
     dovecot: Dovecot, pop3_user: Pop3User, receiver: WebhookReceiver, tmp_path: Path
 ) -> None:
     """5xx (transient) and 4xx (rejected) messages stay; the rest are deleted; parked is skipped."""
-    pop3_user.deliver_many(make_message(i, subject=s) for i, s in
-                           enumerate(["ok-a", "fail-500", "ok-b", "fail-400", "ok-c"]))
+    pop3_user.deliver_many(
+        make_message(i, subject=s)
+        for i, s in enumerate(["ok-a", "fail-500", "ok-b", "fail-400", "ok-c"])
+    )
 
     def decide(request: RecordedRequest) -> Reply | None:
         subject = request.json()["subject"]
@@ -100,10 +102,22 @@ async def test_receiver_down_deletes_nothing_and_opens_breaker(
     """With the receiver down nothing is deleted and the target's circuit breaker opens."""
     pop3_user.deliver_many(make_message(i) for i in range(12))
     await receiver.stop()
-    config = config_dict(dovecot, pop3_user, receiver.url, tmp_path,
-                         webhooks={"main": {"url": receiver.url, "secret": SECRET, "timeout": 2,
-                                            "max_attempts": 1, "breaker_failures": 3,
-                                            "breaker_cooldown": 60}})
+    config = config_dict(
+        dovecot,
+        pop3_user,
+        receiver.url,
+        tmp_path,
+        webhooks={
+            "main": {
+                "url": receiver.url,
+                "secret": SECRET,
+                "timeout": 2,
+                "max_attempts": 1,
+                "breaker_failures": 3,
+                "breaker_cooldown": 60,
+            }
+        },
+    )
     app = _app(config)
     try:
         ok = await app.once()
@@ -152,13 +166,28 @@ async def test_two_targets_one_failing_posts_each_target_once(
     try:
         pop3_user.deliver_many(make_message(i) for i in range(3))
         hooks = {
-            "a": {"url": receiver.url, "secret": SECRET, "backoff_initial": 0.01,
-                  "backoff_max": 0.02},
-            "b": {"url": second.url, "secret": SECRET, "max_attempts": 2,
-                  "backoff_initial": 0.01, "backoff_max": 0.02},
+            "a": {
+                "url": receiver.url,
+                "secret": SECRET,
+                "backoff_initial": 0.01,
+                "backoff_max": 0.02,
+            },
+            "b": {
+                "url": second.url,
+                "secret": SECRET,
+                "max_attempts": 2,
+                "backoff_initial": 0.01,
+                "backoff_max": 0.02,
+            },
         }
-        config = config_dict(dovecot, pop3_user, receiver.url, tmp_path, webhooks=hooks,
-                             mailbox={"webhooks": ["a", "b"]})
+        config = config_dict(
+            dovecot,
+            pop3_user,
+            receiver.url,
+            tmp_path,
+            webhooks=hooks,
+            mailbox={"webhooks": ["a", "b"]},
+        )
         ok, _ = await _once(config)
         assert not ok
         assert pop3_user.count() == 3
@@ -178,13 +207,21 @@ async def test_two_targets_one_failing_posts_each_target_once(
 
 @pytest.mark.parametrize("policy", ["park", "headers_only"])
 async def test_oversize_messages_follow_policy_and_do_not_block_others(
-    dovecot: Dovecot, pop3_user: Pop3User, receiver: WebhookReceiver, tmp_path: Path,
+    dovecot: Dovecot,
+    pop3_user: Pop3User,
+    receiver: WebhookReceiver,
+    tmp_path: Path,
     policy: str,
 ) -> None:
     """Messages over max_message_bytes are parked or sent headers-only; the rest flow."""
     pop3_user.deliver_many([make_message(0), make_message(1, size=20_000), make_message(2)])
-    config = config_dict(dovecot, pop3_user, receiver.url, tmp_path,
-                         mailbox={"max_message_bytes": 5_000, "oversize_policy": policy})
+    config = config_dict(
+        dovecot,
+        pop3_user,
+        receiver.url,
+        tmp_path,
+        mailbox={"max_message_bytes": 5_000, "oversize_policy": policy},
+    )
     await _once(config)
     subjects = _subjects(receiver.requests)
     if policy == "park":
@@ -206,14 +243,17 @@ async def test_restart_in_the_middle_continues_without_duplicates(
 ) -> None:
     """A session budget ends a session mid-mailbox; a new process continues where it left off."""
     pop3_user.deliver_many(make_message(i) for i in range(7))
-    config = config_dict(dovecot, pop3_user, receiver.url, tmp_path,
-                         mailbox={"session_max_messages": 3})
+    config = config_dict(
+        dovecot, pop3_user, receiver.url, tmp_path, mailbox={"session_max_messages": 3}
+    )
     app = _app(config)
     try:
         result = await app.session(app.mailboxes["inbox"], stop=asyncio.Event())
     finally:
         await app.close()
-    assert result is not None and result.committed and result.more_pending
+    assert result is not None
+    assert result.committed
+    assert result.more_pending
     assert pop3_user.count() == 4
     ok, _ = await _once(config)  # a fresh App: as after a restart
     assert ok

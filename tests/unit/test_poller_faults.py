@@ -31,8 +31,9 @@ def _config(server: FakePop3Server, url: str, data_dir: Path, **mailbox: Any) ->
     return Config.from_dict(
         {
             "data_dir": str(data_dir),
-            "webhooks": {"main": {"url": url, "secret": SECRET, "backoff_initial": 0.01,
-                                  "backoff_max": 0.02}},
+            "webhooks": {
+                "main": {"url": url, "secret": SECRET, "backoff_initial": 0.01, "backoff_max": 0.02}
+            },
             "mailboxes": [box],
         },
         env={},
@@ -57,7 +58,8 @@ async def test_dele_error_is_counted_and_the_message_is_not_reposted(
     fake_pop3.reply_on("DELE", "-ERR [SYS/TEMP] cannot mark right now", nth=2)
     app, result = await _session(_config(fake_pop3, receiver.url, tmp_path))
     assert result.committed
-    assert len(result.commit_errors) == 1 and "DELE" in result.commit_errors[0]
+    assert len(result.commit_errors) == 1
+    assert "DELE" in result.commit_errors[0]
     metrics = app.metrics.render().decode()
     assert 'bridge_commit_failures_total{command="DELE",mailbox="fake"} 1.0' in metrics
     assert 'bridge_pop3_error_responses_total{code="SYS/TEMP",mailbox="fake"} 1.0' in metrics
@@ -65,7 +67,8 @@ async def test_dele_error_is_counted_and_the_message_is_not_reposted(
     assert len(receiver.requests) == 3
 
     _, result = await _session(_config(fake_pop3, receiver.url, tmp_path))
-    assert result.reconciled == 1 and result.committed
+    assert result.reconciled == 1
+    assert result.committed
     assert fake_pop3.messages == []
     assert len(receiver.requests) == 3  # acknowledged before: deleted without a new POST
 
@@ -86,7 +89,8 @@ async def test_quit_error_commits_nothing_and_next_session_reconciles(
     assert len(fake_pop3.messages) == 2
 
     _, result = await _session(_config(fake_pop3, receiver.url, tmp_path))
-    assert result.committed and result.reconciled == 2
+    assert result.committed
+    assert result.reconciled == 2
     assert fake_pop3.messages == []
     assert len(receiver.requests) == 2
 
@@ -109,7 +113,8 @@ async def test_drop_in_the_middle_of_retr_keeps_what_was_acknowledged(
     assert posted == 3
 
     _, result = await _session(_config(fake_pop3, receiver.url, tmp_path))
-    assert result.committed and result.reconciled == 3
+    assert result.committed
+    assert result.reconciled == 3
     assert fake_pop3.messages == []
     assert len(receiver.requests) == 6
     assert len(receiver.distinct_webhook_ids()) == 6
@@ -149,7 +154,8 @@ async def test_duplicate_and_overlong_uidls_are_reported_and_kept_apart(
     await server.start()
     try:
         _, result = await _session(_config(server, receiver.url, tmp_path))
-        assert result.delivered == 3 and result.committed
+        assert result.delivered == 3
+        assert result.committed
         assert len(result.identity_problems) == 3
         assert len(receiver.distinct_webhook_ids()) == 3
         uidls = {r.json()["uidl"] for r in receiver.requests}
@@ -169,13 +175,16 @@ async def test_dead_letter_policy_spools_then_deletes(
     app, result = await _session(
         _config(fake_pop3, receiver.url, tmp_path, reject_policy="dead_letter")
     )
-    assert result.dead_lettered == 1 and result.committed
+    assert result.dead_lettered == 1
+    assert result.committed
     assert fake_pop3.messages == []
     letters = app.deadletters.list("fake")
     assert len(letters) == 1
     assert letters[0].read() == raw.replace(b"\n", b"\r\n")
     assert "422" in letters[0].reason
-    assert 'bridge_messages_dead_lettered_total{mailbox="fake"} 1.0' in app.metrics.render().decode()
+    assert (
+        'bridge_messages_dead_lettered_total{mailbox="fake"} 1.0' in app.metrics.render().decode()
+    )
 
 
 async def test_parked_message_is_not_fetched_again_before_its_time(

@@ -57,9 +57,15 @@ class VirtualClock:
 
 def _mailbox(server: FakePop3Server, name: str, **extra: Any) -> dict[str, Any]:
     box: dict[str, Any] = {
-        "name": name, "host": server.host, "port": server.port, "tls": "none",
-        "allow_insecure_auth": True, "username": server.user, "password": server.password,
-        "poll_interval": 60, "webhooks": ["main"],
+        "name": name,
+        "host": server.host,
+        "port": server.port,
+        "tls": "none",
+        "allow_insecure_auth": True,
+        "username": server.user,
+        "password": server.password,
+        "poll_interval": 60,
+        "webhooks": ["main"],
     }
     box.update(extra)
     return box
@@ -67,8 +73,12 @@ def _mailbox(server: FakePop3Server, name: str, **extra: Any) -> dict[str, Any]:
 
 def _config(url: str, data_dir: Path, boxes: list[dict[str, Any]], **top: Any) -> Config:
     return Config.from_dict(
-        {"data_dir": str(data_dir), "webhooks": {"main": {"url": url, "secret": SECRET}},
-         "mailboxes": boxes, **top},
+        {
+            "data_dir": str(data_dir),
+            "webhooks": {"main": {"url": url, "secret": SECRET}},
+            "mailboxes": boxes,
+            **top,
+        },
         env={},
     )
 
@@ -100,7 +110,8 @@ async def test_failing_mailbox_backs_off_and_never_delays_the_others(
     clock = VirtualClock()
     app = App(
         _config(receiver.url, tmp_path, [_mailbox(good, "good"), _mailbox(bad, "bad")]),
-        clock=clock, rng=random.Random(1),
+        clock=clock,
+        rng=random.Random(1),
     )
     stop = asyncio.Event()
     runner = asyncio.create_task(app.run(stop))
@@ -133,8 +144,12 @@ async def test_global_limit_bounds_concurrent_sessions(
         server.delay_on("STAT", 0.2)
     clock = VirtualClock()
     app = App(
-        _config(receiver.url, tmp_path, [_mailbox(s, f"m{i}") for i, s in enumerate(servers)],
-                max_concurrent_sessions=1),
+        _config(
+            receiver.url,
+            tmp_path,
+            [_mailbox(s, f"m{i}") for i, s in enumerate(servers)],
+            max_concurrent_sessions=1,
+        ),
         clock=clock,
     )
     peak = 0
@@ -168,9 +183,20 @@ def _state(app: App) -> MailboxState:
 def _delay_app(tmp_path: Path) -> App:
     server = FakePop3Server()  # never started: only its address is used
     return App(
-        _config("http://127.0.0.1:9/h", tmp_path,
-                [_mailbox(server, "m", port=110, poll_interval=60, login_backoff_auth=1800,
-                          login_backoff_in_use=30)]),
+        _config(
+            "http://127.0.0.1:9/h",
+            tmp_path,
+            [
+                _mailbox(
+                    server,
+                    "m",
+                    port=110,
+                    poll_interval=60,
+                    login_backoff_auth=1800,
+                    login_backoff_in_use=30,
+                )
+            ],
+        ),
         rng=random.Random(7),
     )
 
@@ -181,8 +207,9 @@ async def test_delay_after_each_kind_of_failure(tmp_path: Path) -> None:
     try:
         state = _state(app)
 
-        def delay_for(exc: BaseException | None, failures: int = 1,
-                      result: SessionResult | None = None) -> float:
+        def delay_for(
+            exc: BaseException | None, failures: int = 1, result: SessionResult | None = None
+        ) -> float:
             state.last_exception, state.failures = exc, failures
             return app._delay_after(state, result)
 
@@ -191,7 +218,8 @@ async def test_delay_after_each_kind_of_failure(tmp_path: Path) -> None:
         assert delay_for(Pop3LoginDelayError("wait", delay=300)) == 300
         first = delay_for(Pop3ConnectionError("refused"), failures=1)
         third = delay_for(Pop3ConnectionError("refused"), failures=3)
-        assert 54 <= first <= 66 and 216 <= third <= 264
+        assert 54 <= first <= 66
+        assert 216 <= third <= 264
         assert delay_for(Pop3ConnectionError("refused"), failures=30) <= 900 * 1.1
         ok = SessionResult(mailbox="m", committed=True)
         assert 54 <= delay_for(None, 0, ok) <= 66
