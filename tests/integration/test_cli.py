@@ -268,3 +268,50 @@ def test_version_flag() -> None:
         env=dict(os.environ),
     )
     assert out.stdout.strip() == f"popbridge {__version__}"
+
+
+@pytest.mark.parametrize(
+    ("which", "keys"),
+    [
+        ("payload", {"version", "webhook_id", "from", "attachments", "defects"}),
+        ("config", {"data_dir", "http", "webhooks", "mailboxes"}),
+    ],
+)
+async def test_schema_prints_json_schema(which: str, keys: set[str]) -> None:
+    """``schema payload|config`` prints a JSON Schema naming the public top-level keys."""
+    code, out, _ = await popbridge("schema", which)
+    assert code == 0
+    schema = json.loads(out)
+    assert keys <= set(schema["properties"])
+
+
+async def test_validate_accepts_the_annotated_example(tmp_path: Path) -> None:
+    """``validate`` loads deploy/config.example.yaml (with its secrets provided) and exits 0."""
+    example = Path(__file__).parents[2] / "deploy" / "config.example.yaml"
+    text = example.read_text()
+    for secret in (
+        "/run/secrets/support",
+        "/run/secrets/archive-webhook-secret",
+        "/run/secrets/archive-token",
+        "/run/secrets/sales-oauth-token",
+    ):
+        local = tmp_path / secret.rsplit("/", 1)[1]
+        local.write_text("whsec_" + "c2VjcmV0LXNlY3JldC1zZWNyZXQ=" + "\n")
+        text = text.replace(secret, str(local))
+    cfg = tmp_path / "example.yaml"
+    cfg.write_text(text)
+    env = dict(os.environ, WEBHOOK_SECRET="whsec_c2VjcmV0LXNlY3JldC1zZWNyZXQ=")
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "bridge",
+        "validate",
+        "-c",
+        str(cfg),
+        env=env,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    out, err = await proc.communicate()
+    assert proc.returncode == 0, err.decode()
+    assert b"ok (2 mailboxes, 2 webhooks)" in out

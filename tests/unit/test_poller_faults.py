@@ -13,7 +13,7 @@ from bridge.config import Config
 from bridge.errors import Pop3ConnectionError
 from tests.fakes.pop3server import FakePop3Server
 from tests.integration.kit import SECRET, make_message
-from tests.receiver import WebhookReceiver
+from tests.receiver import Reply, WebhookReceiver
 
 
 def _config(server: FakePop3Server, url: str, data_dir: Path, **mailbox: Any) -> Config:
@@ -202,3 +202,17 @@ async def test_parked_message_is_not_fetched_again_before_its_time(
     assert fake_pop3.verbs.count("RETR") == retr_before
     assert len(fake_pop3.messages) == 1
     assert len(receiver.requests) == 1
+
+
+async def test_noop_keeps_the_session_alive_while_a_webhook_is_slow(
+    fake_pop3: FakePop3Server, receiver: WebhookReceiver, tmp_path: Path
+) -> None:
+    """While a slow receiver answers, the session sends NOOP instead of sitting idle."""
+    fake_pop3.add(make_message(1))
+    receiver.reply(Reply(200, delay=2.6))
+    # keepalive_interval is min(30 s, command_timeout): 1 s here
+    _, result = await _session(_config(fake_pop3, receiver.url, tmp_path, command_timeout=1))
+    assert result.delivered == 1
+    verbs = fake_pop3.verbs
+    between = verbs[verbs.index("RETR") : verbs.index("DELE")]
+    assert between.count("NOOP") >= 2
