@@ -33,6 +33,7 @@ import os
 import ssl
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from typing import Any
 
 __all__ = ["FakeMessage", "FakePop3Server", "Fault", "crlf", "stuff"]
 
@@ -183,6 +184,21 @@ class FakePop3Server:
         if self._server is None:
             return self._requested_port
         return int(self._server.sockets[0].getsockname()[1])
+
+    def mailbox_config(self, name: str, webhooks: list[str], **extra: Any) -> dict[str, Any]:
+        """A ``mailboxes[]`` config entry that logs in to this server (plain POP3 on loopback)."""
+        entry: dict[str, Any] = {
+            "name": name,
+            "host": self.host,
+            "port": self.port,
+            "tls": "none",
+            "allow_insecure_auth": True,  # loopback only: this server speaks plain POP3
+            "username": self.user,
+            "password": self.password,
+            "webhooks": webhooks,
+        }
+        entry.update(extra)
+        return entry
 
     @property
     def verbs(self) -> list[str]:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import platform
 import time
 from collections.abc import Callable, Iterable, Mapping
-from typing import Final, Literal, TypeAlias
+from typing import Final, Literal, TypeAlias, get_args
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
@@ -44,41 +44,17 @@ SessionOutcome: TypeAlias = Literal[
     "commit_error",
     "error",
 ]
-SESSION_OUTCOMES: Final[tuple[SessionOutcome, ...]] = (
-    "ok",
-    "auth_error",
-    "in_use",
-    "login_delay",
-    "connect_error",
-    "timeout",
-    "tls_error",
-    "protocol_error",
-    "server_error",
-    "commit_error",
-    "error",
-)
+SESSION_OUTCOMES: Final[tuple[SessionOutcome, ...]] = get_args(SessionOutcome)
 DeliveryFailureReason: TypeAlias = Literal["transient", "rejected", "circuit_open"]
-DELIVERY_FAILURE_REASONS: Final[tuple[DeliveryFailureReason, ...]] = (
-    "transient",
-    "rejected",
-    "circuit_open",
-)
+DELIVERY_FAILURE_REASONS: Final[tuple[DeliveryFailureReason, ...]] = get_args(DeliveryFailureReason)
 StatusClass: TypeAlias = Literal["2xx", "3xx", "4xx", "5xx", "timeout", "error"]
-STATUS_CLASSES: Final[tuple[StatusClass, ...]] = ("2xx", "3xx", "4xx", "5xx", "timeout", "error")
+STATUS_CLASSES: Final[tuple[StatusClass, ...]] = get_args(StatusClass)
 ErrorCode: TypeAlias = Literal[
     "IN-USE", "LOGIN-DELAY", "SYS/TEMP", "SYS/PERM", "AUTH", "none", "other"
 ]
-ERROR_CODES: Final[tuple[ErrorCode, ...]] = (
-    "IN-USE",
-    "LOGIN-DELAY",
-    "SYS/TEMP",
-    "SYS/PERM",
-    "AUTH",
-    "none",
-    "other",
-)
+ERROR_CODES: Final[tuple[ErrorCode, ...]] = get_args(ErrorCode)
 CommitCommand: TypeAlias = Literal["DELE", "QUIT"]
-COMMIT_COMMANDS: Final[tuple[CommitCommand, ...]] = ("DELE", "QUIT")
+COMMIT_COMMANDS: Final[tuple[CommitCommand, ...]] = get_args(CommitCommand)
 CircuitState: TypeAlias = Literal["closed", "half_open", "open"]
 _CIRCUIT_VALUES: Final[Mapping[str, int]] = {"closed": 0, "half_open": 1, "half-open": 1, "open": 2}
 

@@ -129,20 +129,7 @@ def _demo_config(data_dir: str, server: FakePop3Server, receiver_url: str, secre
                     "backoff_max": 1,
                 }
             },
-            "mailboxes": [
-                {
-                    "name": "demo",
-                    "host": server.host,
-                    "port": server.port,
-                    # loopback only: the demo server speaks plain POP3
-                    "tls": "none",
-                    "allow_insecure_auth": True,
-                    "username": server.user,
-                    "password": server.password,
-                    "poll_interval": 5,
-                    "webhooks": ["demo"],
-                }
-            ],
+            "mailboxes": [server.mailbox_config("demo", ["demo"], poll_interval=5)],
         },
         env={},
     )

@@ -17,17 +17,7 @@ from tests.receiver import Reply, WebhookReceiver
 
 
 def _config(server: FakePop3Server, url: str, data_dir: Path, **mailbox: Any) -> Config:
-    box: dict[str, Any] = {
-        "name": "fake",
-        "host": server.host,
-        "port": server.port,
-        "tls": "none",
-        "allow_insecure_auth": True,
-        "username": server.user,
-        "password": server.password,
-        "webhooks": ["main"],
-    }
-    box.update(mailbox)
+    box = server.mailbox_config("fake", ["main"], **mailbox)
     return Config.from_dict(
         {
             "data_dir": str(data_dir),

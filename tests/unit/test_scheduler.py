@@ -56,19 +56,7 @@ class VirtualClock:
 
 
 def _mailbox(server: FakePop3Server, name: str, **extra: Any) -> dict[str, Any]:
-    box: dict[str, Any] = {
-        "name": name,
-        "host": server.host,
-        "port": server.port,
-        "tls": "none",
-        "allow_insecure_auth": True,
-        "username": server.user,
-        "password": server.password,
-        "poll_interval": 60,
-        "webhooks": ["main"],
-    }
-    box.update(extra)
-    return box
+    return server.mailbox_config(name, ["main"], **{"poll_interval": 60, **extra})
 
 
 def _config(url: str, data_dir: Path, boxes: list[dict[str, Any]], **top: Any) -> Config:
