@@ -189,12 +189,14 @@ async def _run(config: Config, shard: tuple[int, int] | None) -> int:
 
 async def _once(config: Config, shard: tuple[int, int] | None) -> int:
     from bridge.app import App
+    from bridge.progress import progress
 
     app = App(config, shard=shard)
     stop = asyncio.Event()
     _install_signals(stop)
     try:
-        ok = await app.once(stop)
+        async with progress(app.metrics, list(app.mailboxes), sys.stderr):
+            ok = await app.once(stop)
     finally:
         await app.close()
     return EXIT_OK if ok else EXIT_FAILED

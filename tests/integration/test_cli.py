@@ -315,3 +315,46 @@ async def test_validate_accepts_the_annotated_example(tmp_path: Path) -> None:
     out, err = await proc.communicate()
     assert proc.returncode == 0, err.decode()
     assert b"ok (2 mailboxes, 2 webhooks)" in out
+
+
+def test_once_shows_progress_on_a_terminal(
+    dovecot: Dovecot, pop3_user: Pop3User, tmp_path: Path
+) -> None:
+    """On a terminal ``once`` draws a progress line; the final one has the totals."""
+    import pty
+    import subprocess
+
+    pop3_user.deliver_many(make_message(i) for i in range(3))
+    # Deliveries are refused (nobody listens), so the counts are fetched, not delivered.
+    config = config_dict(dovecot, pop3_user, f"http://127.0.0.1:{free_port()}/h", tmp_path / "d")
+    config["webhooks"]["main"]["max_attempts"] = 1
+    cfg = write_config(tmp_path / "c.yaml", config)
+    controller, terminal = pty.openpty()
+    try:
+        proc = subprocess.run(
+            [sys.executable, "-m", "bridge", "once", "-c", str(cfg)],
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=terminal,
+            timeout=60,
+            check=False,
+        )
+        os.close(terminal)
+        terminal = -1
+        shown = b""
+        while True:
+            try:
+                chunk = os.read(controller, 65536)
+            except OSError:
+                break
+            if not chunk:
+                break
+            shown += chunk
+    finally:
+        os.close(controller)
+        if terminal != -1:
+            os.close(terminal)
+    assert proc.returncode == 1
+    last = shown.decode().replace("\r\n", "\n").split("\r")[-1]
+    assert "3 fetched, 0 delivered, 0 deleted, 3 on server" in last
+    assert pop3_user.count() == 3
