@@ -150,13 +150,13 @@ class Poller:
         if missing:
             raise ValueError(f"mailbox {policy.name!r} names unknown webhook targets {missing}")
         self.policy = policy
-        self._open_client = open_client
-        self._ledger = ledger
-        self._webhooks = webhooks
-        self._targets = targets
-        self._deadletters = deadletters
-        self._metrics = metrics
-        self._clock = clock or SystemClock()
+        self.open_client = open_client
+        self.ledger = ledger
+        self.webhooks = webhooks
+        self.targets = targets
+        self.deadletters = deadletters
+        self.metrics = metrics
+        self.clock = clock or SystemClock()
         self._lock = asyncio.Lock()
 
     @property
@@ -193,17 +193,17 @@ class _Session:
     # ------------------------------------------------------------------ the session
 
     async def run(self) -> SessionResult:
-        clock = self.p._clock
+        clock = self.p.clock
         started = clock.monotonic()
         try:
-            self.client = await self.p._open_client()
+            self.client = await self.p.open_client()
             try:
                 await self._transaction(started)
                 await self._quit()
             finally:
                 await self.client.close()
         except Pop3ResponseError as exc:
-            self.p._metrics.pop3_error_response(self.policy.name, exc.code)
+            self.p.metrics.pop3_error_response(self.policy.name, exc.code)
             raise
         finally:
             self.result.duration = clock.monotonic() - started
@@ -214,23 +214,23 @@ class _Session:
         mailbox = self.policy.name
         stat = await client.stat()
         self.result.stat_messages, self.result.stat_bytes = stat.count, stat.size
-        self.p._metrics.mailbox_stat(mailbox, stat.count, stat.size)
+        self.p.metrics.mailbox_stat(mailbox, stat.count, stat.size)
         if stat.count == 0:
-            self.p._ledger.prune(mailbox, set())
+            self.p.ledger.prune(mailbox, set())
             self._report_backlog()
             return
         inventory = await self._inventory()
-        ledger = self.p._ledger
+        ledger = self.p.ledger
         ledger.prune(mailbox, {m.uid for m in inventory})
         rows = ledger.rows(mailbox)
-        now = self.p._clock.time()
+        now = self.p.clock.time()
 
         pending: list[tuple[Message, tuple[str, ...]]] = []
         new: list[Message] = []
         for msg in inventory:
             targets = rows.get(msg.uid, {})
-            if msg.uid not in rows:
-                new.append(msg)
+            if any(t not in targets for t in self.policy.targets):
+                new.append(msg)  # never seen, or a target was added to the config since
             waiting = tuple(
                 t for t in self.policy.targets if t not in targets or not targets[t].done
             )
@@ -273,7 +273,7 @@ class _Session:
         try:
             uids = {e.num: e.uid for e in await client.uidl()}
         except Pop3ResponseError as exc:
-            self.p._metrics.pop3_error_response(self.policy.name, exc.code)
+            self.p.metrics.pop3_error_response(self.policy.name, exc.code)
             self.log.warning("uidl_unsupported", detail="using a hash of the headers from TOP")
         counts: dict[str, int] = {}
         for listed in uids.values():
@@ -315,11 +315,11 @@ class _Session:
         return (
             r.fetched < p.session_max_messages
             and r.fetched_bytes < p.session_max_bytes
-            and self.p._clock.monotonic() - started < p.session_max_seconds
+            and self.p.clock.monotonic() - started < p.session_max_seconds
         )
 
     def _open_targets(self) -> set[str]:
-        return {t for t in self.policy.targets if self.p._webhooks.is_open(t)}
+        return {t for t in self.policy.targets if self.p.webhooks.is_open(t)}
 
     async def _deliver_pending(
         self, pending: Sequence[tuple[Message, tuple[str, ...]]], started: float
@@ -374,7 +374,7 @@ class _Session:
                     msg, due = by_num[num]
                     self.result.fetched += 1
                     self.result.fetched_bytes += len(raw)
-                    self.p._metrics.message_fetched(self.policy.name)
+                    self.p.metrics.message_fetched(self.policy.name)
                     tasks.append(asyncio.create_task(self._handle(msg, due, raw=raw)))
                     if self.policy.strict_order:
                         await tasks[-1]
@@ -397,7 +397,7 @@ class _Session:
         """NOOP while webhooks are slow, so the server does not close an idle session."""
         client = self._client()
         while True:
-            await self.p._clock.sleep(self.policy.keepalive_interval)
+            await self.p.clock.sleep(self.policy.keepalive_interval)
             await client.noop()
 
     async def _oversize(
@@ -405,19 +405,19 @@ class _Session:
     ) -> None:
         mailbox = self.policy.name
         self.result.oversize += 1
-        self.p._metrics.message_oversize(mailbox)
+        self.p.metrics.message_oversize(mailbox)
         limit = self.policy.max_message_bytes
         reason = f"message is {msg.size} bytes, over max_message_bytes={limit}"
         if self.policy.oversize_policy == "park":
-            until = self.p._clock.time() + self.policy.oversize_park_delay
+            until = self.p.clock.time() + self.policy.oversize_park_delay
             for target in due:
-                self.p._ledger.mark_parked(mailbox, msg.uid, target, reason, until)
+                self.p.ledger.mark_parked(mailbox, msg.uid, target, reason, until)
             self.log.warning("oversize_parked", uidl=msg.uid, size=msg.size, limit=limit)
             return
         head = await self._client().top(msg.num, 0)
         self.result.fetched += 1
         self.result.fetched_bytes += len(head)
-        self.p._metrics.message_fetched(mailbox)
+        self.p.metrics.message_fetched(mailbox)
         tasks.append(asyncio.create_task(self._handle(msg, due, head=head, reason=reason)))
 
     def _build(self, msg: Message, raw: bytes | None, head: bytes | None, reason: str) -> Payload:
@@ -457,7 +457,7 @@ class _Session:
         else:
             payload = self._build(msg, raw, head, reason)
         if payload.defects:
-            self.p._metrics.parse_defects_found(mailbox, len(payload.defects))
+            self.p.metrics.parse_defects_found(mailbox, len(payload.defects))
         body = payload_json(payload)
 
         def reference() -> bytes:
@@ -466,25 +466,25 @@ class _Session:
         outcomes: list[DeliveryOutcome] = list(
             await asyncio.gather(
                 *(
-                    self.p._webhooks.deliver(
-                        self.p._targets[t], payload.webhook_id, body, reference_body=reference
+                    self.p.webhooks.deliver(
+                        self.p.targets[t], payload.webhook_id, body, reference_body=reference
                     )
                     for t in due
                 )
             )
         )
-        ledger = self.p._ledger
-        now = self.p._clock.time()
+        ledger = self.p.ledger
+        now = self.p.clock.time()
         for o in outcomes:
             if o.kind is DeliveryKind.ACKED:
-                self.p._metrics.message_delivered(mailbox, o.target)
+                self.p.metrics.message_delivered(mailbox, o.target)
             elif o.kind is DeliveryKind.REJECTED:
-                self.p._metrics.message_rejected(mailbox, o.target)
-                self.p._metrics.delivery_failed(mailbox, o.target, "rejected")
+                self.p.metrics.message_rejected(mailbox, o.target)
+                self.p.metrics.delivery_failed(mailbox, o.target, "rejected")
             elif o.kind is DeliveryKind.CIRCUIT_OPEN:
-                self.p._metrics.delivery_failed(mailbox, o.target, "circuit_open")
+                self.p.metrics.delivery_failed(mailbox, o.target, "circuit_open")
             else:
-                self.p._metrics.delivery_failed(mailbox, o.target, "transient")
+                self.p.metrics.delivery_failed(mailbox, o.target, "transient")
         acked = [o.target for o in outcomes if o.kind is DeliveryKind.ACKED]
         if acked:
             ledger.mark_acked(mailbox, msg.uid, acked, now)
@@ -509,9 +509,9 @@ class _Session:
             outcome = "acked"
         elif rejected and self.policy.reject_policy == "dead_letter" and raw is not None:
             why = "; ".join(f"{o.target}: {o.error}" for o in rejected)
-            await asyncio.to_thread(self.p._deadletters.write, mailbox, msg.uid, raw, why)
+            await asyncio.to_thread(self.p.deadletters.write, mailbox, msg.uid, raw, why)
             ledger.mark_dead_lettered(mailbox, msg.uid, why, now)
-            self.p._metrics.message_dead_lettered(mailbox)
+            self.p.metrics.message_dead_lettered(mailbox)
             self.result.dead_lettered += 1
             await self._dele_one(msg)
             outcome = "dead_lettered"
@@ -550,13 +550,13 @@ class _Session:
         try:
             await self._client().dele(msg.num)
         except Pop3ResponseError as error:
-            self.p._metrics.commit_failed(mailbox, "DELE")
-            self.p._metrics.pop3_error_response(mailbox, error.code)
+            self.p.metrics.commit_failed(mailbox, "DELE")
+            self.p.metrics.pop3_error_response(mailbox, error.code)
             self.result.commit_errors.append(f"DELE {msg.num}: {error.text or error}")
             self.log.error("dele_failed", uidl=msg.uid, num=msg.num, error=error.text or str(error))
             return
         self.deleted_uids.append(msg.uid)
-        self.p._ledger.mark_dele_sent(mailbox, [msg.uid])
+        self.p.ledger.mark_dele_sent(mailbox, [msg.uid])
 
     async def _quit(self) -> None:
         mailbox = self.policy.name
@@ -564,23 +564,23 @@ class _Session:
         try:
             await client.quit()
         except (Pop3Error, OSError) as exc:
-            self.p._metrics.commit_failed(mailbox, "QUIT")
+            self.p.metrics.commit_failed(mailbox, "QUIT")
             if isinstance(exc, Pop3ResponseError):
-                self.p._metrics.pop3_error_response(mailbox, exc.code)
+                self.p.metrics.pop3_error_response(mailbox, exc.code)
             self.result.commit_errors.append(f"QUIT: {exc}")
             self.log.error("quit_failed", error=str(exc), uncommitted=len(self.deleted_uids))
             return
         self.result.committed = True
         self.result.deleted = len(self.deleted_uids)
         if self.deleted_uids:
-            self.p._ledger.commit_session(mailbox, self.deleted_uids)
-            self.p._metrics.messages_deleted_committed(mailbox, len(self.deleted_uids))
+            self.p.ledger.commit_session(mailbox, self.deleted_uids)
+            self.p.metrics.messages_deleted_committed(mailbox, len(self.deleted_uids))
         self._report_backlog()
 
     def _report_backlog(self) -> None:
         mailbox = self.policy.name
-        self.p._metrics.set_oldest_undelivered(mailbox, self.p._ledger.oldest_pending(mailbox))
-        self.p._metrics.set_parked(mailbox, self.p._ledger.parked_count(mailbox))
+        self.p.metrics.set_oldest_undelivered(mailbox, self.p.ledger.oldest_pending(mailbox))
+        self.p.metrics.set_parked(mailbox, self.p.ledger.parked_count(mailbox))
 
 
 def _valid_uidl(uid: str) -> bool:

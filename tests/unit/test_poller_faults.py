@@ -206,3 +206,35 @@ async def test_noop_keeps_the_session_alive_while_a_webhook_is_slow(
     verbs = fake_pop3.verbs
     between = verbs[verbs.index("RETR") : verbs.index("DELE")]
     assert between.count("NOOP") >= 2
+
+
+async def test_target_added_to_the_config_later_gets_the_waiting_messages(
+    fake_pop3: FakePop3Server, receiver: WebhookReceiver, tmp_path: Path
+) -> None:
+    """A message seen under an old config is delivered to a target added since."""
+    fake_pop3.add(make_message(1))
+    receiver.reply(500)
+    await _session(_config(fake_pop3, receiver.url, tmp_path))
+    receiver.reply(200)
+    receiver.clear()
+    second = WebhookReceiver(path="/second")
+    await second.start()
+    try:
+        wider = Config.from_dict(
+            {
+                "data_dir": str(tmp_path),
+                "webhooks": {
+                    "main": {"url": receiver.url, "secret": SECRET},
+                    "second": {"url": second.url, "secret": SECRET},
+                },
+                "mailboxes": [fake_pop3.mailbox_config("fake", ["main", "second"])],
+            },
+            env={},
+        )
+        _, result = await _session(wider)
+        assert result.delivered == 1
+        assert len(receiver.requests) == 1
+        assert len(second.requests) == 1
+        assert fake_pop3.messages == []
+    finally:
+        await second.stop()
