@@ -33,7 +33,7 @@ class _Reader:
         self.pos = 0
 
     def _fill(self) -> None:
-        chunk = self.sock.recv(1 << 20)
+        chunk = self.sock.recv(1 << 18)
         if not chunk:
             raise ConnectionError("the POP3 server closed the connection")
         self.buf += chunk

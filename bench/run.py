@@ -81,13 +81,14 @@ def _log(text: str) -> None:
 
 @dataclass
 class Timed:
-    """One subprocess run: wall seconds, exit code, peak RSS (KiB), captured output."""
+    """One subprocess run: wall seconds, exit code, peak RSS (KiB), CPU seconds, output."""
 
     seconds: float
     returncode: int
     maxrss_kib: int
     stdout: str
     stderr: str
+    cpu_seconds: float = 0.0
 
 
 def run_timed(
@@ -117,6 +118,7 @@ def run_timed(
             usage.ru_maxrss,
             out.read().decode(errors="replace"),
             err.read().decode(errors="replace"),
+            usage.ru_utime + usage.ru_stime,
         )
 
 
@@ -287,6 +289,9 @@ class Bench:
             len(messages),
             pipelined=pipelined,
         )
+        expected = sum(len(m) for m in messages)  # dot-stuffing can only add bytes
+        if result.messages != len(messages) or not expected <= result.bytes <= expected * 1.01:
+            self.failures.append(f"raw reader read {result.bytes} bytes, expected {expected}")
         return result.seconds
 
     def run_client(self, messages: Sequence[bytes], window: int) -> float:
@@ -418,6 +423,7 @@ def bench_workload(
         "bytes": size,
         "largest_message": max(len(m) for m in messages),
         "bridge_maxrss_kib": [t.maxrss_kib for t in runs["bridge"]],
+        "bridge_cpu_seconds": [round(t.cpu_seconds, 3) for t in runs["bridge"]],
     }
     if idle is not None:
         rows.append(
@@ -492,34 +498,26 @@ def evaluate(
     """Every target of issue 8 (and the client target) as pass/fail."""
     checks: list[Check] = []
     for name, rows in e2e.items():
-        bridge = rows[0]
         targets = TARGETS.get(name, {})
-        if "msgs_per_s" in targets:
-            t = targets["msgs_per_s"]
-            checks.append(
-                Check(
-                    f"{name}: bridge msg/s",
-                    bridge.msgs_per_s,
-                    f">= {t:,.0f}",
-                    bridge.msgs_per_s >= t,
-                )
-            )
-        if "mb_per_s" in targets:
-            t = targets["mb_per_s"]
-            checks.append(
-                Check(f"{name}: bridge MB/s", bridge.mb_per_s, f">= {t:.0f}", bridge.mb_per_s >= t)
-            )
-        for key in ("fetchmail", "naive"):
-            if f"x_{key}" in targets and key in bridge.ratios:
-                t = targets[f"x_{key}"]
-                checks.append(
-                    Check(
-                        f"{name}: bridge / {key}",
-                        bridge.ratios[key],
-                        f">= {t:.0f}x",
-                        bridge.ratios[key] >= t,
+        for bridge in rows[:2]:
+            if not bridge.method.startswith("bridge"):
+                continue
+            what = "bridge" if bridge is rows[0] else "bridge minus start-up"
+            if "msgs_per_s" in targets:
+                t = targets["msgs_per_s"]
+                ok = bridge.msgs_per_s >= t
+                checks.append(Check(f"{name}: {what} msg/s", bridge.msgs_per_s, f">= {t:,.0f}", ok))
+            if "mb_per_s" in targets:
+                t = targets["mb_per_s"]
+                ok = bridge.mb_per_s >= t
+                checks.append(Check(f"{name}: {what} MB/s", bridge.mb_per_s, f">= {t:.0f}", ok))
+            for key in ("fetchmail", "naive"):
+                if f"x_{key}" in targets and key in bridge.ratios:
+                    t = targets[f"x_{key}"]
+                    ok = bridge.ratios[key] >= t
+                    checks.append(
+                        Check(f"{name}: {what} / {key}", bridge.ratios[key], f">= {t:.0f}x", ok)
                     )
-                )
     if client:
         default = client[2]
         checks.append(
@@ -730,6 +728,7 @@ def main() -> int:
         "elapsed_seconds": round(time.monotonic() - started, 1),
         "bridge_startup": {
             "seconds": idle.seconds,
+            "cpu_seconds": idle.cpu_seconds,
             "maxrss_kib": idle.maxrss_kib,
         },
         "rows": [_row_dict(r) for rows in e2e.values() for r in rows],
