@@ -60,9 +60,7 @@ def promql_metric_names(expr: str) -> set[str]:
     text = re.sub(r'"(?:[^"\\]|\\.)*"|\'(?:[^\'\\]|\\.)*\'', '""', expr)
     text = re.sub(r"\{[^{}]*\}", " ", text)
     text = re.sub(r"\[[^\]]*\]", " ", text)
-    text = re.sub(
-        r"\b(by|without|on|ignoring|group_left|group_right)\s*\([^)]*\)", " ", text
-    )
+    text = re.sub(r"\b(by|without|on|ignoring|group_left|group_right)\s*\([^)]*\)", " ", text)
     names = set()
     for match in re.finditer(r"(?<![\w.$:])[A-Za-z_:][\w:]*", text):
         word = match.group(0)
@@ -206,7 +204,8 @@ def test_alert_has_summary_description_severity_and_runbook(rule: dict[str, Any]
     """Each alert says what is wrong, how bad, and links its own runbook section."""
     annotations = rule["annotations"]
     assert set(annotations) == {"summary", "description", "runbook_url"}
-    assert annotations["summary"].strip() and len(annotations["description"]) > 40
+    assert annotations["summary"].strip()
+    assert len(annotations["description"]) > 40
     assert rule["labels"]["severity"] in {"critical", "warning"}
     assert rule["alert"].startswith("Popbridge")
     url = annotations["runbook_url"]
