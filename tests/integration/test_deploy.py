@@ -102,8 +102,8 @@ def dockerfile_stages(text: str) -> list[Stage]:
         keyword, _, rest = line.strip().partition(" ")
         keyword, rest = keyword.upper(), rest.strip()
         if keyword == "ARG" and not stages:
-            name, _, default = rest.partition("=")
-            args[name] = default
+            arg_name, _, default = rest.partition("=")
+            args[arg_name] = default
         elif keyword == "FROM":
             parts = re.sub(r"\$\{(\w+)\}", lambda m: args.get(m.group(1), ""), rest).split()
             name = parts[2] if len(parts) == 3 and parts[1].upper() == "AS" else None
@@ -370,7 +370,8 @@ async def test_image_entrypoint_runs_from_a_fresh_wheel(
 
 
 def _compose() -> dict[str, Any]:
-    return yaml.safe_load((COMPOSE_DIR / "compose.yaml").read_text())
+    compose: dict[str, Any] = yaml.safe_load((COMPOSE_DIR / "compose.yaml").read_text())
+    return compose
 
 
 def _bind_mounts(service: dict[str, Any]) -> Iterator[tuple[Path, str]]:
@@ -418,8 +419,7 @@ def _compose_config() -> Config:
             f"/run/secrets/{secret}", str(COMPOSE_DIR / compose["secrets"][secret]["file"])
         )
     assert "/run/secrets/" not in text, "a secret file the bridge service does not mount"
-    path = COMPOSE_DIR / ".compose-config-under-test.yaml"
-    return Config.from_dict(yaml.safe_load(text), env={}, base_dir=path.parent)
+    return Config.from_dict(yaml.safe_load(text), env={}, base_dir=COMPOSE_DIR)
 
 
 def test_compose_config_validates_and_points_at_the_other_services() -> None:
@@ -536,7 +536,9 @@ def _manifests() -> dict[str, dict[str, Any]]:
 
 
 def _container() -> dict[str, Any]:
-    (container,) = _manifests()["StatefulSet"]["spec"]["template"]["spec"]["containers"]
+    containers: list[dict[str, Any]]
+    containers = _manifests()["StatefulSet"]["spec"]["template"]["spec"]["containers"]
+    (container,) = containers
     return container
 
 
@@ -620,6 +622,11 @@ def test_config_map_config_validates_with_the_example_secrets(tmp_path: Path) ->
     assert config.http.host == "0.0.0.0"
 
 
+def _expand(text: str, env: dict[str, str]) -> str:
+    """Kubernetes' ``$(VAR)`` expansion in container args."""
+    return re.sub(r"\$\((\w+)\)", lambda m: env[m.group(1)], text)
+
+
 def test_statefulset_shards_by_pod_ordinal() -> None:
     """args give `--shard POD_NAME/SHARD_COUNT`; the real CLI takes pod N of replicas."""
     sts = _manifests()["StatefulSet"]["spec"]
@@ -633,7 +640,7 @@ def test_statefulset_shards_by_pod_ordinal() -> None:
     assert exec_form(runtime_stage().last("ENTRYPOINT")) == ["popbridge"]  # args follow it
     for ordinal in range(sts["replicas"]):
         values = {"POD_NAME": f"popbridge-{ordinal}", "SHARD_COUNT": env["SHARD_COUNT"]["value"]}
-        expanded = [re.sub(r"\$\((\w+)\)", lambda m, v=values: v[m.group(1)], a) for a in args]
+        expanded = [_expand(arg, values) for arg in args]
         parsed = build_parser().parse_args(expanded)
         assert parsed.command == "run"
         assert parsed.shard == (ordinal, sts["replicas"])
