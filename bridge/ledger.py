@@ -12,11 +12,15 @@ sent, then QUIT answered ``+OK``). Rows stay until :meth:`Ledger.prune` sees the
 UIDL gone from the server, so a message the server failed to remove is deleted
 again on reconcile and never posted twice.
 
-SQLite in WAL mode with ``synchronous=FULL``: every commit is on disk when it
-returns. Every write commits at once, except ``mark_acked(..., durable=False)``
-and writes inside :meth:`Ledger.batch`, which join one transaction that
-:meth:`Ledger.commit` (or ``await`` :meth:`Ledger.flush`, or the next durable
-write) makes durable with a single fsync: group commit for throughput.
+SQLite in WAL mode. Every write commits at once and is on disk (the WAL fsynced) when it
+returns, with two ways to share that cost (group commit, for throughput):
+
+* ``mark_acked(..., sync=False)`` (and ``mark_dele_sent``) commit at once, so the write
+  survives the process being killed, but leave the fsync to the next :meth:`Ledger.sync`,
+  :meth:`Ledger.commit`, ``await`` :meth:`Ledger.flush` or synced write: one fsync then
+  covers all of them, which is what must happen before DELE;
+* ``mark_acked(..., durable=False)`` and writes inside :meth:`Ledger.batch` join one open
+  transaction that the next commit makes durable; they are lost if the process dies first.
 
 The methods are synchronous and short (one fsync at most) and are meant to be
 called from the event loop; they are thread-safe, so ``asyncio.to_thread`` works
@@ -169,12 +173,17 @@ class Ledger:
         self._lock = threading.RLock()
         self._conn: sqlite3.Connection | None = None
         self._batch_depth = 0
+        self._unsynced = False
         self.open()
 
     # ------------------------------------------------------------------ lifecycle
 
     def open(self) -> None:
-        """Open the database if it is not open; WAL mode, ``synchronous=FULL``, schema current."""
+        """Open the database if it is not open; WAL mode, schema current.
+
+        ``synchronous=NORMAL``: SQLite does not fsync at commit; this class does, on the WAL
+        file, at each sync point (see the module docstring).
+        """
         with self._lock:
             if self._conn is not None:
                 return
@@ -192,7 +201,7 @@ class Ledger:
                         f"the ledger {self.path} cannot use WAL mode (got {mode!r}); "
                         "put data_dir on a local file system"
                     )
-                conn.execute("PRAGMA synchronous=FULL")
+                conn.execute("PRAGMA synchronous=NORMAL")
                 self._migrate(conn)
             except sqlite3.Error as exc:
                 conn.close()
@@ -249,7 +258,38 @@ class Ledger:
 
     # ------------------------------------------------------------------ transactions
 
-    def _run(self, action: str, work: Callable[[sqlite3.Connection], _T], *, durable: bool) -> _T:
+    def _fsync_wal(self) -> None:
+        """fsync the WAL: every transaction committed so far is then on disk."""
+        wal = self.path.with_name(self.path.name + "-wal")
+        try:
+            fd = os.open(wal, os.O_RDONLY)
+        except FileNotFoundError:
+            self._unsynced = False  # no WAL: everything is in the database file
+            return
+        except OSError as exc:
+            raise LedgerError(f"ledger {self.path}: cannot open {wal} to sync it: {exc}") from exc
+        try:
+            os.fsync(fd)
+        except OSError as exc:
+            raise LedgerError(f"ledger {self.path}: fsync of {wal} failed: {exc}") from exc
+        finally:
+            os.close(fd)
+        self._unsynced = False
+
+    def sync(self) -> None:
+        """Make every committed write durable now (one fsync); a no-op when all are."""
+        with self._lock:
+            if self._unsynced:
+                self._fsync_wal()
+
+    def _run(
+        self,
+        action: str,
+        work: Callable[[sqlite3.Connection], _T],
+        *,
+        durable: bool,
+        sync: bool = True,
+    ) -> _T:
         """Run ``work`` atomically (a savepoint in the open transaction); commit unless deferred.
 
         A failing ``work`` leaves no trace and does not disturb deferred writes.
@@ -274,6 +314,9 @@ class Ledger:
                 conn.execute("RELEASE op")
                 if durable and self._batch_depth == 0:
                     conn.execute("COMMIT")
+                    self._unsynced = True
+                    if sync:
+                        self._fsync_wal()
                 return result
             except sqlite3.Error as exc:
                 raise LedgerError(f"ledger {self.path}: {action} failed: {exc}") from exc
@@ -288,14 +331,18 @@ class Ledger:
                 raise LedgerError(f"ledger {self.path}: read failed: {exc}") from exc
 
     def commit(self) -> None:
-        """Make every deferred write durable now (one fsync); a no-op when nothing is pending."""
+        """Commit deferred writes and make every write durable (one fsync at most)."""
         with self._lock:
-            if self._conn is None or not self._conn.in_transaction:
+            if self._conn is None:
                 return
-            try:
-                self._conn.execute("COMMIT")
-            except sqlite3.Error as exc:
-                raise LedgerError(f"ledger {self.path}: commit failed: {exc}") from exc
+            if self._conn.in_transaction:
+                try:
+                    self._conn.execute("COMMIT")
+                except sqlite3.Error as exc:
+                    raise LedgerError(f"ledger {self.path}: commit failed: {exc}") from exc
+                self._unsynced = True
+            if self._unsynced:
+                self._fsync_wal()
 
     async def flush(self) -> None:
         """:meth:`commit` in a worker thread, so the fsync does not stall the event loop."""
@@ -303,9 +350,9 @@ class Ledger:
 
     @property
     def pending(self) -> bool:
-        """True when deferred writes await :meth:`commit`."""
+        """True when deferred or unsynced writes await :meth:`commit`."""
         with self._lock:
-            return self._conn is not None and self._conn.in_transaction
+            return self._conn is not None and (self._conn.in_transaction or self._unsynced)
 
     @contextlib.contextmanager
     def batch(self) -> Iterator[None]:
@@ -392,12 +439,15 @@ class Ledger:
         now: float | None = None,
         *,
         durable: bool = True,
+        sync: bool = True,
     ) -> None:
         """Record that ``targets`` (one name or several) acknowledged the message.
 
-        Durable when it returns, unless ``durable=False``: then the write joins the
-        open group transaction and becomes durable at the next :meth:`commit`,
-        :meth:`flush` or durable write; call one before sending DELE.
+        Durable when it returns. With ``sync=False`` it is committed (it survives the
+        process being killed) but its fsync waits for the next :meth:`sync`; with
+        ``durable=False`` the write joins the open group transaction and becomes durable at
+        the next :meth:`commit`, :meth:`flush` or durable write. Either way, call
+        :meth:`sync` or :meth:`flush` before sending DELE.
         """
         names = (targets,) if isinstance(targets, str) else tuple(targets)
         self._update(
@@ -409,6 +459,7 @@ class Ledger:
             (RowState.ACKED,),
             now,
             durable=durable,
+            sync=sync,
         )
 
     def mark_acked_many(
@@ -497,7 +548,12 @@ class Ledger:
         self._run("mark_dead_lettered", work, durable=True)
 
     def mark_dele_sent(
-        self, mailbox: str, uidls: Collection[str], now: float | None = None
+        self,
+        mailbox: str,
+        uidls: Collection[str],
+        now: float | None = None,
+        *,
+        sync: bool = True,
     ) -> None:
         """Record that DELE was answered ``+OK`` for these messages (not yet committed).
 
@@ -528,7 +584,7 @@ class Ledger:
                 [(stamp, stamp, mailbox, uidl) for uidl in uidls],
             )
 
-        self._run("mark_dele_sent", work, durable=True)
+        self._run("mark_dele_sent", work, durable=True, sync=sync)
 
     def commit_session(
         self, mailbox: str, uidls: Collection[str], now: float | None = None
@@ -583,6 +639,7 @@ class Ledger:
         now: float | None,
         *,
         durable: bool = True,
+        sync: bool = True,
     ) -> None:
         stamp = self._now(now)
 
@@ -596,7 +653,7 @@ class Ledger:
                 if cursor.rowcount == 0:
                     raise _missing(mailbox, uidl, (target,))
 
-        self._run(action, work, durable=durable)
+        self._run(action, work, durable=durable, sync=sync)
 
 
 def _row(values: tuple[Any, ...]) -> Row:

@@ -47,6 +47,7 @@ log = structlog.get_logger("bridge.poller")
 MAX_UIDL_LENGTH = 70  # RFC 1939 section 7: 1 to 70 characters in 0x21..0x7E
 PARSE_IN_THREAD_BYTES = 512 * 1024  # larger messages are parsed off the event loop
 SLOW_START_WINDOW = 4  # messages in the first RETR batch of a session
+LARGE_MESSAGE_BYTES = 1024 * 1024  # messages at least this big are parsed and posted one at a time
 
 
 class SessionMetrics(Protocol):
@@ -84,7 +85,7 @@ class MailboxPolicy:
     delivery_concurrency: int = 4
     strict_order: bool = False
     retr_window: int = 32
-    batch_max_bytes: int = 32 * 1024 * 1024
+    batch_max_bytes: int = 2 * 1024 * 1024
     keepalive_interval: float = 30.0
     oversize_park_delay: float = 24 * 3600.0
     payload_options: PayloadOptions = field(default_factory=PayloadOptions)
@@ -184,6 +185,7 @@ class _Session:
         self.deleted_uids: list[str] = []
         self.log = log.bind(mailbox=self.policy.name)
         self._semaphore = asyncio.Semaphore(max(1, self.policy.delivery_concurrency))
+        self._large = asyncio.Lock()
         self._strict_blocked = False
         # Slow start: a few messages first, doubling while deliveries succeed, back to one
         # on a failure, so a receiver that is down costs few downloads before its breaker opens.
@@ -392,6 +394,8 @@ class _Session:
             exc = task.exception()
             if exc is not None:
                 raise exc
+        await self._dele(self.to_delete)
+        self.to_delete = []
 
     async def _keepalive(self) -> None:
         """NOOP while webhooks are slow, so the server does not close an idle session."""
@@ -443,7 +447,10 @@ class _Session:
         head: bytes | None = None,
         reason: str = "",
     ) -> None:
-        async with self._semaphore:
+        # A payload and its JSON body take about 2.7 times the raw message: large messages
+        # go one at a time, so memory stays near a few times the largest message.
+        large = raw is not None and len(raw) >= LARGE_MESSAGE_BYTES
+        async with self._large if large else contextlib.nullcontext(), self._semaphore:
             await self._handle_locked(msg, due, raw, head, reason)
 
     async def _handle_locked(
@@ -487,7 +494,8 @@ class _Session:
                 self.p.metrics.delivery_failed(mailbox, o.target, "transient")
         acked = [o.target for o in outcomes if o.kind is DeliveryKind.ACKED]
         if acked:
-            ledger.mark_acked(mailbox, msg.uid, acked, now)
+            # Committed now (a crash cannot lose it); one fsync before the batch's DELEs.
+            ledger.mark_acked(mailbox, msg.uid, acked, now, sync=False)
         for o in outcomes:
             if o.kind is DeliveryKind.REJECTED:
                 ledger.mark_parked(mailbox, msg.uid, o.target, o.error or "rejected", None)
@@ -505,7 +513,7 @@ class _Session:
         outcome: str
         if all_acked:
             self.result.delivered += 1
-            await self._dele_one(msg)  # the acknowledgement is durable: mark_acked committed
+            self.to_delete.append(msg)  # DELE after this batch, once the acks are synced
             outcome = "acked"
         elif rejected and self.policy.reject_policy == "dead_letter" and raw is not None:
             why = "; ".join(f"{o.target}: {o.error}" for o in rejected)
@@ -513,7 +521,7 @@ class _Session:
             ledger.mark_dead_lettered(mailbox, msg.uid, why, now)
             self.p.metrics.message_dead_lettered(mailbox)
             self.result.dead_lettered += 1
-            await self._dele_one(msg)
+            self.to_delete.append(msg)
             outcome = "dead_lettered"
         elif rejected:
             self.result.rejected += 1
@@ -540,23 +548,27 @@ class _Session:
     # ------------------------------------------------------------------ deletion and commit
 
     async def _dele(self, messages: Sequence[Message]) -> None:
-        """DELE each message, one at a time: used for reconcile and dead letters."""
-        for msg in messages:
-            await self._dele_one(msg)
+        """DELE messages whose every target is done, pipelined; ``-ERR`` is counted, not ignored.
 
-    async def _dele_one(self, msg: Message) -> None:
-        """DELE one message whose every target is done; ``-ERR`` is counted, never ignored."""
+        The acknowledgements are made durable first (one fsync for the whole batch): a message
+        is never marked for deletion before its acknowledgement is on disk.
+        """
+        if not messages:
+            return
         mailbox = self.policy.name
-        try:
-            await self._client().dele(msg.num)
-        except Pop3ResponseError as error:
+        await self.p.ledger.flush()
+        results = await self._client().dele_many([m.num for m in messages])
+        sent: list[str] = []
+        for msg, error in zip(messages, results, strict=True):
+            if error is None:
+                sent.append(msg.uid)
+                continue
             self.p.metrics.commit_failed(mailbox, "DELE")
             self.p.metrics.pop3_error_response(mailbox, error.code)
             self.result.commit_errors.append(f"DELE {msg.num}: {error.text or error}")
             self.log.error("dele_failed", uidl=msg.uid, num=msg.num, error=error.text or str(error))
-            return
-        self.deleted_uids.append(msg.uid)
-        self.p.ledger.mark_dele_sent(mailbox, [msg.uid])
+        self.deleted_uids.extend(sent)
+        self.p.ledger.mark_dele_sent(mailbox, sent, sync=False)
 
     async def _quit(self) -> None:
         mailbox = self.policy.name

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
+from bridge.errors import Pop3ResponseError
 from bridge.pop3._core import ClientCore
 from bridge.pop3.responses import Response
 from bridge.pop3.wire import encode_command
@@ -18,31 +19,37 @@ class DeletionMixin(ClientCore):
         """``DELE n``: mark a message; it is removed only when ``QUIT`` succeeds."""
         return await self._simple("DELE", self._num(num))
 
-    async def dele_many(self, nums: Iterable[int], *, window: int = 64) -> int:
-        """Mark several messages, pipelined in batches of ``window`` when the server allows.
+    async def dele_many(
+        self, nums: Iterable[int], *, window: int = 64
+    ) -> list[Pop3ResponseError | None]:
+        """Mark several messages, pipelined when the server allows; one result per message.
 
-        Returns how many were marked. The first ``-ERR`` raises its typed error; when other
-        DELE replies are still outstanding the connection is closed, so nothing is committed.
+        A ``-ERR`` for one message does not stop the others: a
+        ``-ERR`` is a complete reply, so the replies that follow still pair up with their
+        commands. The result holds ``None`` for each message marked and the typed error for
+        each refused. A connection or protocol failure still raises (and closes).
         """
         todo = [self._num(num) for num in nums]
         conn = self._connection("DELE")
+        results: list[Pop3ResponseError | None] = []
         if not conn.pipelining or window <= 1:
             for num in todo:
-                await self._simple("DELE", num)
-            return len(todo)
+                try:
+                    await self._simple("DELE", num)
+                except Pop3ResponseError as error:
+                    results.append(error)
+                else:
+                    results.append(None)
+            return results
         for start in range(0, len(todo), window):
             batch = todo[start : start + window]
             pendings = conn.send_many((encode_command("DELE", num) for num in batch), "DELE")
             await conn.drain()
-            for index, pending in enumerate(pendings):
+            for pending in pendings:
                 async with self._bounded("DELE"):
                     reply = await conn.wait(pending)
-                if not reply.response.ok:
-                    error = self._error(reply.response, "DELE")
-                    if index + 1 < len(pendings):
-                        conn.fail(error)
-                    raise error
-        return len(todo)
+                results.append(None if reply.response.ok else self._error(reply.response, "DELE"))
+        return results
 
     async def rset(self) -> Response:
         """``RSET``: unmark every message marked with DELE in this session."""

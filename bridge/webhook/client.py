@@ -18,6 +18,8 @@ from dataclasses import dataclass
 from types import TracebackType
 
 import aiohttp
+from aiohttp.helpers import get_env_proxy_for_url
+from yarl import URL
 
 from bridge import __version__
 from bridge.webhook.breaker import BreakerState, CircuitBreaker
@@ -132,6 +134,7 @@ class WebhookClient:
         self._pool_size = pool_size
         self._user_agent = user_agent
         self._session: aiohttp.ClientSession | None = None
+        self._proxies: dict[str, tuple[URL | None, aiohttp.BasicAuth | None]] = {}
         self._breakers: dict[str, CircuitBreaker] = {}
         self._closed = False
 
@@ -293,6 +296,7 @@ class WebhookClient:
         """Send one signed request and report its status class to ``on_request``."""
         headers = self._headers(target, webhook_id, payload)
         session = self._get_session()
+        proxy, proxy_auth = self._proxy_for(target.url)
         began = self._clock()
         try:
             async with session.post(
@@ -301,6 +305,8 @@ class WebhookClient:
                 headers=headers,
                 timeout=aiohttp.ClientTimeout(total=target.timeout),
                 allow_redirects=False,
+                proxy=proxy,
+                proxy_auth=proxy_auth,
             ) as response:
                 snippet = await response.content.read(_ERROR_BODY_BYTES)
                 result = _Attempt(
@@ -334,12 +340,24 @@ class WebhookClient:
             headers["Authorization"] = "Basic " + base64.b64encode(pair).decode("ascii")
         return headers
 
+    def _proxy_for(self, url: str) -> tuple[URL | None, aiohttp.BasicAuth | None]:
+        """The proxy for ``url`` from the environment (``HTTPS_PROXY``, ``NO_PROXY``...).
+
+        Resolved once per URL: aiohttp's ``trust_env`` would look the environment (and
+        ``~/.netrc``) up in a worker thread on every request, a third of the cost of a post.
+        """
+        if url not in self._proxies:
+            try:
+                self._proxies[url] = get_env_proxy_for_url(URL(url))
+            except LookupError:
+                self._proxies[url] = (None, None)
+        return self._proxies[url]
+
     def _get_session(self) -> aiohttp.ClientSession:
         if self._session is None:
             connector = aiohttp.TCPConnector(limit=self._pool_size, ssl=self._ssl)
             self._session = aiohttp.ClientSession(
                 connector=connector,
-                trust_env=True,
                 cookie_jar=aiohttp.DummyCookieJar(),
             )
         return self._session

@@ -109,8 +109,10 @@ KILL_AFTER = textwrap.dedent(
     import os, signal, sys
     from bridge.ledger import Ledger
     book = Ledger(sys.argv[1])
-    book.mark_seen("support", [("u1", "msg_u1", 1), ("u2", "msg_u2", 1)], ["crm"], 1.0)
+    book.mark_seen("support", [("u1", "msg_u1", 1), ("u2", "msg_u2", 1), ("u3", "msg_u3", 1)],
+                   ["crm"], 1.0)
     book.mark_acked("support", "u1", "crm", 2.0)
+    book.mark_acked("support", "u3", "crm", 2.0, sync=False)
     book.mark_acked("support", "u2", "crm", 2.0, durable=False)
     os.kill(os.getpid(), signal.SIGKILL)
     """
@@ -118,8 +120,9 @@ KILL_AFTER = textwrap.dedent(
 
 
 def test_durable_ack_survives_sigkill_and_deferred_one_does_not(tmp_path: Path) -> None:
-    """A process killed right after mark_acked returns keeps that ack; an uncommitted
-    durable=False ack is lost (so the message is posted again with the same webhook-id)."""
+    """A process killed right after mark_acked returns keeps that ack, also with sync=False
+    (committed, fsync deferred); an uncommitted durable=False ack is lost (so the message is
+    posted again with the same webhook-id)."""
     path = tmp_path / "l.db"
     root = Path(__file__).resolve().parents[2]
     proc = subprocess.run(
@@ -133,7 +136,36 @@ def test_durable_ack_survives_sigkill_and_deferred_one_does_not(tmp_path: Path) 
     with Ledger(path) as book:
         rows = book.rows(MB)
     assert rows["u1"]["crm"].state is RowState.ACKED
+    assert rows["u3"]["crm"].state is RowState.ACKED
     assert rows["u2"]["crm"].state is RowState.SEEN
+
+
+def test_unsynced_acks_share_one_fsync_of_the_wal(
+    ledger: Ledger, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """sync=False acks are committed (other connections see them) without an fsync; one
+    sync() then fsyncs the WAL once for all of them, and a second sync() does nothing."""
+    seed(ledger, "u1", "u2", "u3")
+    synced: list[str] = []
+    real_fsync = os.fsync
+
+    def recording_fsync(fd: int) -> None:
+        synced.append(os.readlink(f"/proc/self/fd/{fd}"))
+        real_fsync(fd)
+
+    monkeypatch.setattr(os, "fsync", recording_fsync)
+    for uidl in ("u1", "u2", "u3"):
+        ledger.mark_acked(MB, uidl, "crm", sync=False)
+    assert synced == []
+    assert ledger.pending
+    assert other_connection_states(ledger.path)[("u3", "crm")] == "acked"
+    ledger.sync()
+    assert synced == [str(ledger.path) + "-wal"]
+    assert not ledger.pending
+    ledger.sync()
+    assert len(synced) == 1
+    ledger.mark_acked(MB, "u1", "crm")  # a synced write fsyncs at once
+    assert len(synced) == 2
 
 
 def test_group_commit_defers_until_commit(ledger: Ledger) -> None:

@@ -565,3 +565,25 @@ async def test_closed_client_refuses(harness: Harness, receiver: WebhookReceiver
     await harness.client.close()
     with pytest.raises(RuntimeError, match="closed"):
         await deliver(harness, target(receiver.url))
+
+
+# ---------------------------------------------------------------------- proxies
+
+
+async def test_proxy_from_the_environment_is_used_and_no_proxy_honoured(
+    receiver: WebhookReceiver, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """HTTP_PROXY routes requests through the proxy (here the receiver, which sees the absolute
+    URL); a host listed in NO_PROXY goes direct."""
+    monkeypatch.setenv("HTTP_PROXY", receiver.url.rsplit("/", 1)[0])
+    monkeypatch.setenv("NO_PROXY", "127.0.0.1")
+    client = WebhookClient()
+    try:
+        via_proxy = await client.deliver(target("http://bridge-test.invalid/hook"), WID, BODY)
+        direct = await client.deliver(target(receiver.url), WID, BODY)
+    finally:
+        await client.close()
+    assert via_proxy.acked
+    assert direct.acked
+    assert receiver.requests[0].headers["Host"] == "bridge-test.invalid"
+    assert receiver.requests[1].headers["Host"].startswith("127.0.0.1")
