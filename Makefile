@@ -52,13 +52,13 @@ test: $(STAMP) test-deps
 	$(PY) -m pytest $(PYTEST_ARGS)
 
 lint: $(STAMP)
-	$(VENV)/bin/ruff check bridge tests bench
-	$(VENV)/bin/ruff format --check bridge tests bench
+	$(VENV)/bin/ruff check bridge tests bench deploy
+	$(VENV)/bin/ruff format --check bridge tests bench deploy
 	$(VENV)/bin/mypy
 
 format: $(STAMP)
-	$(VENV)/bin/ruff format bridge tests bench
-	$(VENV)/bin/ruff check --fix bridge tests bench
+	$(VENV)/bin/ruff format bridge tests bench deploy
+	$(VENV)/bin/ruff check --fix bridge tests bench deploy
 
 bench: $(STAMP) test-deps
 	@command -v fetchmail >/dev/null || { \
