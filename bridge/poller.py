@@ -191,6 +191,7 @@ class _Session:
         # on a failure, so a receiver that is down costs few downloads before its breaker opens.
         self._window = min(SLOW_START_WINDOW, poller.policy.retr_window)
         self._batch_failed = False
+        self._clean_batches = 0
 
     # ------------------------------------------------------------------ the session
 
@@ -256,8 +257,8 @@ class _Session:
         self.result.reconciled = len(self.to_delete)
         if self.to_delete:
             self.log.info("reconcile", deleting=len(self.to_delete))
-            await self._dele(self.to_delete)
-            self.to_delete = []
+            done, self.to_delete = self.to_delete, []
+            await self._dele(done)
         self._report_backlog()
         await self._deliver_pending(pending, started)
 
@@ -326,44 +327,76 @@ class _Session:
     async def _deliver_pending(
         self, pending: Sequence[tuple[Message, tuple[str, ...]]], started: float
     ) -> None:
+        """Fetch and deliver in batches; once deliveries run clean, the next batch's RETRs
+        overlap the current batch's POSTs (at most two batches in memory)."""
         index = 0
-        while index < len(pending):
-            if self.stop.is_set() or self._strict_blocked:
-                self.result.more_pending = True
-                return
-            if not self._budget_left(started):
-                self.result.more_pending = True
-                return
-            blocked = self._open_targets()
-            batch: list[tuple[Message, tuple[str, ...]]] = []
-            batch_bytes = 0
-            while index < len(pending) and len(batch) < self._window:
-                msg, due = pending[index]
-                if batch and batch_bytes + msg.size > self.policy.batch_max_bytes:
+        previous: list[asyncio.Task[None]] = []
+        keepalive = asyncio.create_task(self._keepalive())
+        try:
+            while index < len(pending):
+                if self.stop.is_set() or self._strict_blocked or not self._budget_left(started):
+                    self.result.more_pending = True
                     break
-                index += 1
-                due = tuple(t for t in due if t not in blocked)
-                if not due:
-                    self.result.skipped += 1  # every target it waits for is failing
+                batch, index = self._next_batch(pending, index)
+                if not batch:
                     continue
-                batch.append((msg, due))
-                batch_bytes += msg.size
-                if len(batch) + self.result.fetched >= self.policy.session_max_messages:
-                    break
-            if batch:
-                self._batch_failed = False
-                await self._deliver_batch(batch)
-                if self._batch_failed:
-                    self._window = 1
-                else:
-                    self._window = min(self._window * 2, self.policy.retr_window)
+                # A large message is fetched and delivered alone: memory stays near a few
+                # times its size instead of adding a second batch on top.
+                large = any(m.size >= LARGE_MESSAGE_BYTES for m, _ in batch)
+                overlap = not self.policy.strict_order and self._clean_batches > 0 and not large
+                if large and previous:
+                    await self._settle(previous)
+                    previous = []
+                current = await self._fetch(batch)
+                if previous:
+                    await self._settle(previous)
+                previous = current
+                if not overlap:
+                    previous = []
+                    await self._settle(current)
+            if previous:
+                await self._settle(previous)
+                previous = []
+        finally:
+            # On a failure, deliveries already under way still finish: their acknowledgements
+            # land in the ledger and the next session deletes the messages without reposting.
+            if previous:
+                await asyncio.gather(*previous, return_exceptions=True)
+            keepalive.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await keepalive
 
-    async def _deliver_batch(self, batch: Sequence[tuple[Message, tuple[str, ...]]]) -> None:
+    def _next_batch(
+        self, pending: Sequence[tuple[Message, tuple[str, ...]]], index: int
+    ) -> tuple[list[tuple[Message, tuple[str, ...]]], int]:
+        """The next batch within the window and byte cap, without targets whose breaker is
+        open; returns it and the index after it."""
+        blocked = self._open_targets()
+        batch: list[tuple[Message, tuple[str, ...]]] = []
+        batch_bytes = 0
+        while index < len(pending) and len(batch) < self._window:
+            msg, due = pending[index]
+            if batch and batch_bytes + msg.size > self.policy.batch_max_bytes:
+                break
+            index += 1
+            due = tuple(t for t in due if t not in blocked)
+            if not due:
+                self.result.skipped += 1  # every target it waits for is failing
+                continue
+            batch.append((msg, due))
+            batch_bytes += msg.size
+            if len(batch) + self.result.fetched >= self.policy.session_max_messages:
+                break
+        return batch, index
+
+    async def _fetch(
+        self, batch: Sequence[tuple[Message, tuple[str, ...]]]
+    ) -> list[asyncio.Task[None]]:
+        """RETR (pipelined) a batch and start a delivery task per message as it arrives."""
         client = self._client()
         regular = [(m, d) for m, d in batch if m.size <= self.policy.max_message_bytes]
         oversize = [(m, d) for m, d in batch if m.size > self.policy.max_message_bytes]
         tasks: list[asyncio.Task[None]] = []
-        keepalive = asyncio.create_task(self._keepalive())
         try:
             for msg, due in oversize:
                 await self._oversize(msg, due, tasks)
@@ -382,20 +415,28 @@ class _Session:
                         await tasks[-1]
                         if self._strict_blocked:
                             break
-        finally:
-            # Deliveries already under way finish even if the POP3 side failed: their
-            # acknowledgements land in the ledger and the next session deletes them.
+        except BaseException:
             if tasks:
                 await asyncio.gather(*tasks, return_exceptions=True)
-            keepalive.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await keepalive
+            raise
+        return tasks
+
+    async def _settle(self, tasks: Sequence[asyncio.Task[None]]) -> None:
+        """Wait for a batch's deliveries, adapt the window, and DELE what they acknowledged."""
+        await asyncio.gather(*tasks, return_exceptions=True)
         for task in tasks:
             exc = task.exception()
             if exc is not None:
                 raise exc
-        await self._dele(self.to_delete)
-        self.to_delete = []
+        if self._batch_failed:
+            self._batch_failed = False
+            self._clean_batches = 0
+            self._window = 1
+        else:
+            self._clean_batches += 1
+            self._window = min(self._window * 2, self.policy.retr_window)
+        done, self.to_delete = self.to_delete, []
+        await self._dele(done)
 
     async def _keepalive(self) -> None:
         """NOOP while webhooks are slow, so the server does not close an idle session."""

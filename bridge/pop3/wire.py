@@ -54,6 +54,7 @@ STREAM_LIMIT = 1 << 20
 """``limit`` for the asyncio stream: how much the transport buffers before pausing reads."""
 
 READ_CHUNK = 1 << 18
+SHRINK_AFTER = 1024 * 1024  # consumed bytes after which the read buffer is reallocated
 
 # A line that is only "." ends a multi-line response. The search starts at the LF that ended
 # the status line, so an empty body (".\r\n" right after the status line) needs no special case.
@@ -134,8 +135,13 @@ class FrameReader:
         return dropped
 
     def _compact(self) -> None:
-        # Deleting from the front of a bytearray is O(1) in CPython (it moves the start).
-        if self._pos > 1:
+        # Deleting from the front of a bytearray is O(1) in CPython (it moves the start),
+        # but keeps the allocation: after a large body, copy what is left into a new buffer
+        # so one big message does not pin its size in memory for the rest of the session.
+        if self._pos > SHRINK_AFTER:
+            self._buf = bytearray(self._buf[self._pos - 1 :])
+            self._pos = 1
+        elif self._pos > 1:
             del self._buf[: self._pos - 1]
             self._pos = 1
 
@@ -202,6 +208,8 @@ class FrameReader:
         cut = match.start() + 1
         data = bytes(buf[start:cut]) if cut > start else b""
         self._pos = match.end()
+        del buf
+        self._compact()
         if data:
             data = unstuff(data)
         if max_bytes is not None and len(data) > max_bytes:
