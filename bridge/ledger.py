@@ -301,17 +301,23 @@ class Ledger:
             began = not conn.in_transaction
             try:
                 if began:
+                    # A transaction of its own: rolling it back undoes exactly this write.
                     conn.execute("BEGIN IMMEDIATE")
-                conn.execute("SAVEPOINT op")
-                try:
-                    result = work(conn)
-                except BaseException:
-                    conn.execute("ROLLBACK TO op")
-                    conn.execute("RELEASE op")
-                    if began:
+                    try:
+                        result = work(conn)
+                    except BaseException:
                         conn.execute("ROLLBACK")
-                    raise
-                conn.execute("RELEASE op")
+                        raise
+                else:
+                    # Inside a deferred group: a savepoint, so a failure keeps the others.
+                    conn.execute("SAVEPOINT op")
+                    try:
+                        result = work(conn)
+                    except BaseException:
+                        conn.execute("ROLLBACK TO op")
+                        conn.execute("RELEASE op")
+                        raise
+                    conn.execute("RELEASE op")
                 if durable and self._batch_depth == 0:
                     conn.execute("COMMIT")
                     self._unsynced = True

@@ -98,6 +98,7 @@ class Message:
     num: int
     uid: str
     size: int
+    webhook_id: str = ""
 
 
 @dataclass
@@ -192,6 +193,7 @@ class _Session:
         self._window = min(SLOW_START_WINDOW, poller.policy.retr_window)
         self._batch_failed = False
         self._clean_batches = 0
+        self._waiting: dict[str, tuple[str, ...]] = {}  # uid -> targets not done at start
 
     # ------------------------------------------------------------------ the session
 
@@ -247,10 +249,11 @@ class _Session:
                 self.result.skipped += 1
                 continue
             pending.append((msg, due))
+            self._waiting[msg.uid] = waiting
         if new:
             ledger.mark_seen(
                 mailbox,
-                [(m.uid, webhook_id(mailbox, m.uid), m.size) for m in new],
+                [(m.uid, m.webhook_id, m.size) for m in new],
                 self.policy.targets,
                 now,
             )
@@ -294,7 +297,8 @@ class _Session:
                 uid = "h:" + digest[:40]
             else:
                 uid = listed_uid
-            messages.append(Message(num=num, uid=uid, size=sizes[num]))
+            wid = webhook_id(self.policy.name, uid)
+            messages.append(Message(num=num, uid=uid, size=sizes[num], webhook_id=wid))
         if self.result.identity_problems:
             self.log.warning("uidl_problems", problems=self.result.identity_problems[:10])
         return messages
@@ -470,7 +474,7 @@ class _Session:
         common = {
             "mailbox": mailbox,
             "uidl": msg.uid,
-            "webhook_id": webhook_id(mailbox, msg.uid),
+            "webhook_id": msg.webhook_id,
             "fetched_at": datetime.now(UTC),
             "options": self.policy.payload_options,
         }
@@ -548,8 +552,8 @@ class _Session:
                 due_at = now + paused if paused else now
                 ledger.mark_transient(mailbox, msg.uid, o.target, o.error or o.kind.value, due_at)
 
-        rows = ledger.rows_for(mailbox, msg.uid)
-        all_acked = all(t in rows and rows[t].done for t in self.policy.targets)
+        # Targets done before this session are not in `waiting`; the rest must ack now.
+        all_acked = set(self._waiting.get(msg.uid, self.policy.targets)) <= set(acked)
         rejected = [o for o in outcomes if o.kind is DeliveryKind.REJECTED]
         outcome: str
         if all_acked:
