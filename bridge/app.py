@@ -281,6 +281,9 @@ class App:
                 result = await state.poller.run_session(stop)
             except (BridgeError, OSError, TimeoutError) as error:
                 exc = error
+            except Exception as error:  # a bug must not end the mailbox loop; logged
+                log.exception("session_crashed", mailbox=name)
+                exc = error
             duration = self.clock.monotonic() - started
         outcome = session_outcome(exc, result)
         self.metrics.pop3_session(name, outcome, duration)

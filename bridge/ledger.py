@@ -537,6 +537,7 @@ class Ledger:
     ) -> None:
         """Record that the message was spooled to the dead-letter store: every target is done.
 
+        Targets that acknowledged it stay ``acked``; the others become ``dead_lettered``.
         Call it after :meth:`~bridge.deadletter.DeadLetterStore.write` returned and
         before DELE. Durable when it returns.
         """
@@ -545,8 +546,8 @@ class Ledger:
         def work(conn: sqlite3.Connection) -> None:
             cursor = conn.execute(
                 "UPDATE deliveries SET state = ?, last_error = ?, next_attempt_at = NULL, "
-                "updated_at = ? WHERE mailbox = ? AND uidl = ?",
-                (RowState.DEAD_LETTERED, _clip(reason), stamp, mailbox, uidl),
+                "updated_at = ? WHERE mailbox = ? AND uidl = ? AND state != ?",
+                (RowState.DEAD_LETTERED, _clip(reason), stamp, mailbox, uidl, RowState.ACKED),
             )
             if cursor.rowcount == 0:
                 raise _missing(mailbox, uidl, ())
@@ -608,6 +609,21 @@ class Ledger:
                 [(stamp, stamp, mailbox, uidl) for uidl in uidls],
             ),
             durable=True,
+        )
+
+    def forget_targets(self, mailbox: str, keep: Collection[str]) -> int:
+        """Delete the rows of targets no longer configured for ``mailbox``; returns how many.
+
+        Without this, a removed target's pending rows would keep its messages from ever
+        counting as done (and keep the backlog metrics wrong).
+        """
+        names = tuple(keep)
+        marks = ", ".join("?" * len(names))
+        sql = f"DELETE FROM deliveries WHERE mailbox = ? AND target NOT IN ({marks})"  # noqa: S608
+        return int(
+            self._run(
+                "forget_targets", lambda c: c.execute(sql, (mailbox, *names)).rowcount, durable=True
+            )
         )
 
     def prune(self, mailbox: str, present_uidls: Collection[str]) -> int:

@@ -30,8 +30,8 @@ import structlog
 
 from bridge.clock import Clock, SystemClock
 from bridge.deadletter import DeadLetterStore
-from bridge.errors import BridgeError, Pop3Error, Pop3ResponseError
-from bridge.ledger import Ledger
+from bridge.errors import BridgeError, Pop3Error, Pop3MessageTooLargeError, Pop3ResponseError
+from bridge.ledger import Ledger, RowState
 from bridge.mime import (
     Payload,
     PayloadOptions,
@@ -173,6 +173,53 @@ class Poller:
             return await _Session(self, stop or asyncio.Event()).run()
 
 
+@dataclass
+class _Fetched:
+    """What was retrieved for one message; ``raw`` is dropped as soon as it is not needed."""
+
+    raw: bytes | None = None
+    head: bytes | None = None
+    reason: str = ""
+
+
+@dataclass
+class _Batch:
+    """The delivery tasks started for one RETR batch, and whether any failed for now."""
+
+    tasks: list[asyncio.Task[None]] = field(default_factory=list)
+    failed: bool = False
+
+
+class _KeepAlive:
+    """NOOP every ``keepalive_interval`` while webhooks are slow, so the server does not close
+    an idle session. It is only ever stopped between NOOPs (a NOOP cancelled while its reply
+    is due would close the connection), and a failed NOOP is logged, never raised: the next
+    real command reports a broken connection anyway."""
+
+    def __init__(self, session: _Session) -> None:
+        self._session = session
+        self._busy = asyncio.Lock()
+        self._task = asyncio.create_task(self._run())
+
+    async def _run(self) -> None:
+        s = self._session
+        client = s._client()
+        while True:
+            await s.p.clock.sleep(s.policy.keepalive_interval)
+            async with self._busy:
+                try:
+                    await client.noop()
+                except (Pop3Error, OSError) as exc:
+                    s.log.warning("noop_failed", error=str(exc))
+                    return
+
+    async def stop(self) -> None:
+        async with self._busy:
+            self._task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await self._task
+
+
 class _Session:
     """The state of one session; lives as long as the POP3 connection."""
 
@@ -191,9 +238,10 @@ class _Session:
         # Slow start: a few messages first, doubling while deliveries succeed, back to one
         # on a failure, so a receiver that is down costs few downloads before its breaker opens.
         self._window = min(SLOW_START_WINDOW, poller.policy.retr_window)
-        self._batch_failed = False
         self._clean_batches = 0
+        self._tasks: set[asyncio.Task[None]] = set()  # every delivery still running
         self._waiting: dict[str, tuple[str, ...]] = {}  # uid -> targets not done at start
+        self._refused: dict[str, set[str]] = {}  # uid -> targets that had rejected it before
 
     # ------------------------------------------------------------------ the session
 
@@ -220,6 +268,7 @@ class _Session:
         stat = await client.stat()
         self.result.stat_messages, self.result.stat_bytes = stat.count, stat.size
         self.p.metrics.mailbox_stat(mailbox, stat.count, stat.size)
+        self.p.ledger.forget_targets(mailbox, self.policy.targets)
         if stat.count == 0:
             self.p.ledger.prune(mailbox, set())
             self._report_backlog()
@@ -250,6 +299,9 @@ class _Session:
                 continue
             pending.append((msg, due))
             self._waiting[msg.uid] = waiting
+            self._refused[msg.uid] = {
+                t for t in waiting if t in targets and targets[t].state == RowState.PARKED
+            }
         if new:
             ledger.mark_seen(
                 mailbox,
@@ -272,38 +324,55 @@ class _Session:
     # ------------------------------------------------------------------ identity
 
     async def _inventory(self) -> list[Message]:
-        """Every message with a stable identity, oldest (lowest number) first."""
+        """Every message with a stable identity, oldest (lowest number) first.
+
+        The identity is the UIDL. Without UIDL (not offered) it is a hash of the ``TOP n 0``
+        headers (Message-ID, Date, From, Subject) and the size; an over-long or malformed
+        UIDL is hashed. Where two messages would share an identity (duplicate UIDLs, or
+        header hashes that collide), each gets its content hash as well, so two different
+        messages never share a ledger row or a webhook-id.
+        """
         client = self._client()
         sizes = {e.num: e.size for e in await client.list()}
         uids: dict[int, str] = {}
         try:
             uids = {e.num: e.uid for e in await client.uidl()}
         except Pop3ResponseError as exc:
+            if client.capabilities.uidl:
+                # The server offers UIDL: a refusal now is a fault, not a reason to switch
+                # identities (that would re-post everything under new webhook-ids).
+                raise
             self.p.metrics.pop3_error_response(self.policy.name, exc.code)
             self.log.warning("uidl_unsupported", detail="using a hash of the headers from TOP")
-        counts: dict[str, int] = {}
-        for listed in uids.values():
-            counts[listed] = counts.get(listed, 0) + 1
-        messages: list[Message] = []
+        identities: dict[int, str] = {}
         for num in sorted(sizes):
-            listed_uid = uids.get(num)
-            if listed_uid is None or counts[listed_uid] > 1:
-                if listed_uid is not None:
-                    self.result.identity_problems.append(f"duplicate UIDL {listed_uid!r}")
-                uid = await self._header_identity(num, sizes[num], prefix=listed_uid)
-            elif not _valid_uidl(listed_uid):
+            listed = uids.get(num)
+            if listed is None:
+                identities[num] = await self._header_identity(num, sizes[num])
+            elif not _valid_uidl(listed):
                 self.result.identity_problems.append(f"UIDL of message {num} is not RFC 1939")
-                digest = hashlib.sha256(listed_uid.encode("utf-8", "surrogateescape")).hexdigest()
-                uid = "h:" + digest[:40]
+                digest = hashlib.sha256(listed.encode("utf-8", "surrogateescape")).hexdigest()
+                identities[num] = "h:" + digest[:40]
             else:
-                uid = listed_uid
-            wid = webhook_id(self.policy.name, uid)
-            messages.append(Message(num=num, uid=uid, size=sizes[num], webhook_id=wid))
+                identities[num] = listed
+        seen: dict[str, list[int]] = {}
+        for num, uid in identities.items():
+            seen.setdefault(uid, []).append(num)
+        for uid, nums in seen.items():
+            if len(nums) > 1:
+                self.result.identity_problems.append(
+                    f"{len(nums)} messages share the identity {uid!r}; told apart by content"
+                )
+                await self._content_identities(uid, nums, identities)
+        messages = [
+            Message(num=num, uid=uid, size=sizes[num], webhook_id=webhook_id(self.policy.name, uid))
+            for num, uid in identities.items()
+        ]
         if self.result.identity_problems:
             self.log.warning("uidl_problems", problems=self.result.identity_problems[:10])
         return messages
 
-    async def _header_identity(self, num: int, size: int, prefix: str | None) -> str:
+    async def _header_identity(self, num: int, size: int) -> str:
         """Identity from Message-ID, Date, From, Subject and size (DESIGN.md), via TOP n 0."""
         head = await self._client().top(num, 0)
         wanted = {b"message-id", b"date", b"from", b"subject"}
@@ -313,7 +382,23 @@ class _Session:
             if sep and name.strip().lower() in wanted:
                 picked.append(name.strip().lower() + b":" + value.strip())
         digest = hashlib.sha256(b"\n".join(sorted(picked)) + b"\nsize:%d" % size).hexdigest()
-        return f"{prefix}~{digest[:24]}" if prefix else f"hdr:{digest[:40]}"
+        return f"hdr:{digest[:40]}"
+
+    async def _content_identities(self, uid: str, nums: list[int], out: dict[int, str]) -> None:
+        """Give messages that share ``uid`` identities from their content (RETR, hashed).
+
+        Byte-identical copies are numbered in server order. Once a copy is gone the rest get
+        new identities, so the worst case is an identical copy posted again, never a message
+        deleted without being posted.
+        """
+        limit = self.policy.max_message_bytes + max(65536, self.policy.max_message_bytes // 8)
+        copies: dict[str, int] = {}
+        async for num, raw in self._client().retr_many(nums, max_bytes=limit):
+            digest = hashlib.sha256(raw).hexdigest()[:24]
+            copies[digest] = copies.get(digest, 0) + 1
+            suffix = f"#{copies[digest]}" if copies[digest] > 1 else ""
+            base = uid if len(uid) <= 40 else "h:" + hashlib.sha256(uid.encode()).hexdigest()[:24]
+            out[num] = f"{base}~{digest}{suffix}"
 
     # ------------------------------------------------------------------ delivery
 
@@ -334,8 +419,8 @@ class _Session:
         """Fetch and deliver in batches; once deliveries run clean, the next batch's RETRs
         overlap the current batch's POSTs (at most two batches in memory)."""
         index = 0
-        previous: list[asyncio.Task[None]] = []
-        keepalive = asyncio.create_task(self._keepalive())
+        previous: _Batch | None = None
+        keepalive = _KeepAlive(self)
         try:
             while index < len(pending):
                 if self.stop.is_set() or self._strict_blocked or not self._budget_left(started):
@@ -348,27 +433,31 @@ class _Session:
                 # times its size instead of adding a second batch on top.
                 large = any(m.size >= LARGE_MESSAGE_BYTES for m, _ in batch)
                 overlap = not self.policy.strict_order and self._clean_batches > 0 and not large
-                if large and previous:
+                if previous is not None and (large or not overlap):
                     await self._settle(previous)
-                    previous = []
+                    previous = None
                 current = await self._fetch(batch)
-                if previous:
+                if previous is not None:
                     await self._settle(previous)
                 previous = current
                 if not overlap:
-                    previous = []
+                    previous = None
                     await self._settle(current)
-            if previous:
+            if previous is not None:
                 await self._settle(previous)
-                previous = []
+        except asyncio.CancelledError:
+            # Shutdown grace expired: stop the deliveries too. Their acknowledgements, if
+            # any arrived, are in the ledger; nothing is deleted without QUIT.
+            for task in self._tasks:
+                task.cancel()
+            raise
         finally:
-            # On a failure, deliveries already under way still finish: their acknowledgements
-            # land in the ledger and the next session deletes the messages without reposting.
-            if previous:
-                await asyncio.gather(*previous, return_exceptions=True)
-            keepalive.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await keepalive
+            # On any other failure, deliveries already under way finish (each bounded by its
+            # webhook timeout), so their acknowledgements land in the ledger and the next
+            # session deletes the messages without posting them again.
+            if self._tasks:
+                await asyncio.gather(*self._tasks, return_exceptions=True)
+            await keepalive.stop()
 
     def _next_batch(
         self, pending: Sequence[tuple[Message, tuple[str, ...]]], index: int
@@ -378,62 +467,82 @@ class _Session:
         blocked = self._open_targets()
         batch: list[tuple[Message, tuple[str, ...]]] = []
         batch_bytes = 0
-        while index < len(pending) and len(batch) < self._window:
+        window = 1 if self.policy.strict_order else self._window
+        while index < len(pending) and len(batch) < window:
             msg, due = pending[index]
             if batch and batch_bytes + msg.size > self.policy.batch_max_bytes:
                 break
-            index += 1
             due = tuple(t for t in due if t not in blocked)
             if not due:
+                if self.policy.strict_order:
+                    self._strict_blocked = True  # keep order: wait for the target to recover
+                    break
+                index += 1
                 self.result.skipped += 1  # every target it waits for is failing
                 continue
+            index += 1
             batch.append((msg, due))
             batch_bytes += msg.size
             if len(batch) + self.result.fetched >= self.policy.session_max_messages:
                 break
         return batch, index
 
-    async def _fetch(
-        self, batch: Sequence[tuple[Message, tuple[str, ...]]]
-    ) -> list[asyncio.Task[None]]:
+    def _spawn(self, batch: _Batch, msg: Message, due: tuple[str, ...], data: _Fetched) -> None:
+        task = asyncio.create_task(self._handle(batch, msg, due, data))
+        batch.tasks.append(task)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _fetch(self, batch: Sequence[tuple[Message, tuple[str, ...]]]) -> _Batch:
         """RETR (pipelined) a batch and start a delivery task per message as it arrives."""
         client = self._client()
-        regular = [(m, d) for m, d in batch if m.size <= self.policy.max_message_bytes]
-        oversize = [(m, d) for m, d in batch if m.size > self.policy.max_message_bytes]
-        tasks: list[asyncio.Task[None]] = []
+        limit = self.policy.max_message_bytes
+        started = _Batch()
+        regular: list[tuple[Message, tuple[str, ...]]] = []
+        for msg, due in batch:
+            if msg.size > limit:
+                await self._oversize(started, msg, due)  # in order, also in strict mode
+                if self.policy.strict_order:
+                    await asyncio.gather(*started.tasks)
+            else:
+                regular.append((msg, due))
+        if not regular:
+            return started
+        by_num = {m.num: (m, d) for m, d in regular}
+        # LIST sizes can be a little off (line ends): allow some slack before calling a
+        # message too large, and park it if RETR still passes the limit.
+        retr = client.retr_many(
+            [m.num for m, _ in regular], max_bytes=limit + max(65536, limit // 8)
+        )
+        received = 0
         try:
-            for msg, due in oversize:
-                await self._oversize(msg, due, tasks)
-            if regular:
-                by_num = {m.num: (m, d) for m, d in regular}
-                retr = client.retr_many(
-                    [m.num for m, _ in regular], max_bytes=self.policy.max_message_bytes
-                )
-                async for num, raw in retr:
-                    msg, due = by_num[num]
-                    self.result.fetched += 1
-                    self.result.fetched_bytes += len(raw)
-                    self.p.metrics.message_fetched(self.policy.name)
-                    tasks.append(asyncio.create_task(self._handle(msg, due, raw=raw)))
-                    if self.policy.strict_order:
-                        await tasks[-1]
-                        if self._strict_blocked:
-                            break
-        except BaseException:
-            if tasks:
-                await asyncio.gather(*tasks, return_exceptions=True)
+            async for num, raw in retr:
+                received += 1
+                msg, due = by_num[num]
+                self.result.fetched += 1
+                self.result.fetched_bytes += len(raw)
+                self.p.metrics.message_fetched(self.policy.name)
+                self._spawn(started, msg, due, _Fetched(raw=raw))
+                del raw
+                if self.policy.strict_order:
+                    await started.tasks[-1]
+                    if self._strict_blocked:
+                        break
+        except Pop3MessageTooLargeError:
+            msg, due = regular[received]
+            self._park_oversize(msg, due, f"RETR of message {msg.num} passed the size limit")
             raise
-        return tasks
+        return started
 
-    async def _settle(self, tasks: Sequence[asyncio.Task[None]]) -> None:
+    async def _settle(self, batch: _Batch) -> None:
         """Wait for a batch's deliveries, adapt the window, and DELE what they acknowledged."""
-        await asyncio.gather(*tasks, return_exceptions=True)
-        for task in tasks:
-            exc = task.exception()
-            if exc is not None:
-                raise exc
-        if self._batch_failed:
-            self._batch_failed = False
+        await asyncio.gather(*batch.tasks, return_exceptions=True)
+        errors = [e for t in batch.tasks if (e := t.exception()) is not None]
+        for extra in errors[1:]:
+            self.log.error("delivery_failed_unexpectedly", error=repr(extra))
+        if errors:
+            raise errors[0]
+        if batch.failed:
             self._clean_batches = 0
             self._window = 1
         else:
@@ -442,72 +551,77 @@ class _Session:
         done, self.to_delete = self.to_delete, []
         await self._dele(done)
 
-    async def _keepalive(self) -> None:
-        """NOOP while webhooks are slow, so the server does not close an idle session."""
-        client = self._client()
-        while True:
-            await self.p.clock.sleep(self.policy.keepalive_interval)
-            await client.noop()
-
-    async def _oversize(
-        self, msg: Message, due: tuple[str, ...], tasks: list[asyncio.Task[None]]
-    ) -> None:
+    def _park_oversize(self, msg: Message, due: tuple[str, ...], reason: str) -> None:
         mailbox = self.policy.name
         self.result.oversize += 1
         self.p.metrics.message_oversize(mailbox)
+        until = self.p.clock.time() + self.policy.oversize_park_delay
+        for target in due:
+            self.p.ledger.mark_parked(mailbox, msg.uid, target, reason, until)
+        self.log.warning("oversize_parked", uidl=msg.uid, size=msg.size, reason=reason)
+        if self.policy.strict_order:
+            self._strict_blocked = True
+
+    async def _oversize(self, batch: _Batch, msg: Message, due: tuple[str, ...]) -> None:
         limit = self.policy.max_message_bytes
         reason = f"message is {msg.size} bytes, over max_message_bytes={limit}"
         if self.policy.oversize_policy == "park":
-            until = self.p.clock.time() + self.policy.oversize_park_delay
-            for target in due:
-                self.p.ledger.mark_parked(mailbox, msg.uid, target, reason, until)
-            self.log.warning("oversize_parked", uidl=msg.uid, size=msg.size, limit=limit)
+            self._park_oversize(msg, due, reason)
             return
+        self.result.oversize += 1
+        self.p.metrics.message_oversize(self.policy.name)
         head = await self._client().top(msg.num, 0)
         self.result.fetched += 1
         self.result.fetched_bytes += len(head)
-        self.p.metrics.message_fetched(mailbox)
-        tasks.append(asyncio.create_task(self._handle(msg, due, head=head, reason=reason)))
+        self.p.metrics.message_fetched(self.policy.name)
+        self._spawn(batch, msg, due, _Fetched(head=head, reason=reason))
 
-    def _build(self, msg: Message, raw: bytes | None, head: bytes | None, reason: str) -> Payload:
+    def _build(self, msg: Message, data: _Fetched) -> Payload:
+        fetched_at = datetime.now(UTC)
+        options = self.policy.payload_options
         mailbox = self.policy.name
-        common = {
-            "mailbox": mailbox,
-            "uidl": msg.uid,
-            "webhook_id": msg.webhook_id,
-            "fetched_at": datetime.now(UTC),
-            "options": self.policy.payload_options,
-        }
-        if raw is not None:
-            return build_payload(raw, **common)  # type: ignore[arg-type]
-        assert head is not None
-        return build_headers_only_payload(head, size=msg.size, reason=reason, **common)  # type: ignore[arg-type]
+        if data.raw is not None:
+            return build_payload(
+                data.raw,
+                mailbox=mailbox,
+                uidl=msg.uid,
+                webhook_id=msg.webhook_id,
+                fetched_at=fetched_at,
+                options=options,
+            )
+        assert data.head is not None
+        return build_headers_only_payload(
+            data.head,
+            size=msg.size,
+            mailbox=mailbox,
+            uidl=msg.uid,
+            webhook_id=msg.webhook_id,
+            fetched_at=fetched_at,
+            reason=data.reason,
+            options=options,
+        )
 
     async def _handle(
-        self,
-        msg: Message,
-        due: tuple[str, ...],
-        *,
-        raw: bytes | None = None,
-        head: bytes | None = None,
-        reason: str = "",
+        self, batch: _Batch, msg: Message, due: tuple[str, ...], data: _Fetched
     ) -> None:
         # A payload and its JSON body take about 2.7 times the raw message: large messages
         # go one at a time, so memory stays near a few times the largest message.
-        large = raw is not None and len(raw) >= LARGE_MESSAGE_BYTES
+        large = data.raw is not None and len(data.raw) >= LARGE_MESSAGE_BYTES
         async with self._large if large else contextlib.nullcontext(), self._semaphore:
-            await self._handle_locked(msg, due, raw, head, reason)
+            await self._handle_locked(batch, msg, due, data)
 
     async def _handle_locked(
-        self, msg: Message, due: tuple[str, ...], raw: bytes | None, head: bytes | None, reason: str
+        self, batch: _Batch, msg: Message, due: tuple[str, ...], data: _Fetched
     ) -> None:
         mailbox = self.policy.name
         began = time.monotonic()
-        size = len(raw) if raw is not None else msg.size
+        size = len(data.raw) if data.raw is not None else msg.size
         if size > PARSE_IN_THREAD_BYTES:
-            payload = await asyncio.to_thread(self._build, msg, raw, head, reason)
+            payload = await asyncio.to_thread(self._build, msg, data)
         else:
-            payload = self._build(msg, raw, head, reason)
+            payload = self._build(msg, data)
+        if self.policy.reject_policy != "dead_letter":
+            data.raw = None  # only a dead letter needs the raw bytes again: free them early
         if payload.defects:
             self.p.metrics.parse_defects_found(mailbox, len(payload.defects))
         body = payload_json(payload)
@@ -525,6 +639,26 @@ class _Session:
                 )
             )
         )
+        del body
+        outcome = await self._record(batch, msg, outcomes, data)
+        self.log.info(
+            "message",
+            uidl=msg.uid,
+            webhook_id=msg.webhook_id,
+            size=msg.size,
+            outcome=outcome,
+            targets={o.target: o.kind.value for o in outcomes},
+            attempts=sum(o.attempts for o in outcomes),
+            status={o.target: o.status for o in outcomes if o.status is not None},
+            error=next((o.error for o in outcomes if o.error), None),
+            duration=round(time.monotonic() - began, 4),
+        )
+
+    async def _record(
+        self, batch: _Batch, msg: Message, outcomes: Sequence[DeliveryOutcome], data: _Fetched
+    ) -> str:
+        """Write the outcomes to the ledger and metrics; decide delete, dead-letter or wait."""
+        mailbox = self.policy.name
         ledger = self.p.ledger
         now = self.p.clock.time()
         for o in outcomes:
@@ -537,58 +671,56 @@ class _Session:
                 self.p.metrics.delivery_failed(mailbox, o.target, "circuit_open")
             else:
                 self.p.metrics.delivery_failed(mailbox, o.target, "transient")
-        acked = [o.target for o in outcomes if o.kind is DeliveryKind.ACKED]
+        acked = {o.target for o in outcomes if o.kind is DeliveryKind.ACKED}
+        rejected = [o for o in outcomes if o.kind is DeliveryKind.REJECTED]
+        transient = [
+            o for o in outcomes if o.kind not in (DeliveryKind.ACKED, DeliveryKind.REJECTED)
+        ]
         if acked:
             # Committed now (a crash cannot lose it); one fsync before the batch's DELEs.
-            ledger.mark_acked(mailbox, msg.uid, acked, now, sync=False)
-        for o in outcomes:
-            if o.kind is DeliveryKind.REJECTED:
-                ledger.mark_parked(mailbox, msg.uid, o.target, o.error or "rejected", None)
-            elif o.kind in (DeliveryKind.TRANSIENT, DeliveryKind.CIRCUIT_OPEN):
-                # Due again at the next session unless the receiver itself asked for a pause
-                # (Retry-After); a target that keeps failing is held back by its circuit
-                # breaker, which lives in memory, not by a per-message wait.
-                paused = o.retry_after if o.retry_after_from_receiver else None
-                due_at = now + paused if paused else now
-                ledger.mark_transient(mailbox, msg.uid, o.target, o.error or o.kind.value, due_at)
+            ledger.mark_acked(mailbox, msg.uid, sorted(acked), now, sync=False)
+        for o in rejected:
+            ledger.mark_parked(mailbox, msg.uid, o.target, o.error or "rejected", None)
+        for o in transient:
+            # Due again at the next session unless the receiver itself asked for a pause
+            # (Retry-After); a target that keeps failing is held back by its circuit
+            # breaker, which lives in memory, not by a per-message wait.
+            paused = o.retry_after if o.retry_after_from_receiver else None
+            due_at = now + paused if paused else now
+            ledger.mark_transient(mailbox, msg.uid, o.target, o.error or o.kind.value, due_at)
 
-        # Targets done before this session are not in `waiting`; the rest must ack now.
-        all_acked = set(self._waiting.get(msg.uid, self.policy.targets)) <= set(acked)
-        rejected = [o for o in outcomes if o.kind is DeliveryKind.REJECTED]
-        outcome: str
-        if all_acked:
+        # Targets done before this session are not in `waiting`; the rest must answer now.
+        waiting = set(self._waiting.get(msg.uid, self.policy.targets))
+        refused = {o.target for o in rejected} | self._refused.get(msg.uid, set())
+        settled = acked | refused
+        if waiting <= acked:
             self.result.delivered += 1
             self.to_delete.append(msg)  # DELE after this batch, once the acks are synced
-            outcome = "acked"
-        elif rejected and self.policy.reject_policy == "dead_letter" and raw is not None:
-            why = "; ".join(f"{o.target}: {o.error}" for o in rejected)
-            await asyncio.to_thread(self.p.deadletters.write, mailbox, msg.uid, raw, why)
+            return "acked"
+        if transient:
+            self.result.transient += 1
+            batch.failed = True
+            outcome = "retry_later"
+        elif refused and waiting <= settled and self.policy.reject_policy == "dead_letter":
+            # Every target has answered for good (acknowledged or refused): spool it durably,
+            # then it may go. A target that only failed for now keeps it on the server.
+            assert data.raw is not None  # kept for exactly this
+            why = "; ".join(f"{o.target}: {o.error}" for o in rejected) or "rejected before"
+            await asyncio.to_thread(self.p.deadletters.write, mailbox, msg.uid, data.raw, why)
             ledger.mark_dead_lettered(mailbox, msg.uid, why, now)
             self.p.metrics.message_dead_lettered(mailbox)
             self.result.dead_lettered += 1
             self.to_delete.append(msg)
-            outcome = "dead_lettered"
+            return "dead_lettered"
         elif rejected:
             self.result.rejected += 1
             outcome = "parked"
         else:
-            self.result.transient += 1
-            self._batch_failed = True
-            outcome = "retry_later"
-        if outcome not in ("acked", "dead_lettered") and self.policy.strict_order:
+            self.result.skipped += 1  # delivered where due; another target is parked
+            outcome = "waiting_for_parked_target"
+        if self.policy.strict_order:
             self._strict_blocked = True
-        self.log.info(
-            "message",
-            uidl=msg.uid,
-            webhook_id=payload.webhook_id,
-            size=msg.size,
-            outcome=outcome,
-            targets={o.target: o.kind.value for o in outcomes},
-            attempts=sum(o.attempts for o in outcomes),
-            status={o.target: o.status for o in outcomes if o.status is not None},
-            error=next((o.error for o in outcomes if o.error), None),
-            duration=round(time.monotonic() - began, 4),
-        )
+        return outcome
 
     # ------------------------------------------------------------------ deletion and commit
 

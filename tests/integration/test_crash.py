@@ -46,7 +46,7 @@ async def test_sigkill_at_random_moments_loses_nothing(
     extra POSTs number at most kills x deliveries in flight (with one in flight: the kills)."""
     rng = random.Random(20261126 + concurrency)
     pop3_user.deliver_many(make_message(i) for i in range(MESSAGES))
-    receiver.reply(Reply(200, delay=0.004))  # a receiver with some latency, so kills land mid-work
+    receiver.reply(Reply(200, delay=0.015))  # a receiver with some latency, so kills land mid-work
     config = write_config(
         tmp_path / "bridge.yaml",
         config_dict(

@@ -321,13 +321,15 @@ def test_long_errors_are_clipped(ledger: Ledger) -> None:
 
 
 def test_dead_lettered_marks_every_target_done(ledger: Ledger) -> None:
-    """After spooling, every target of the message is done, whatever it was."""
+    """After spooling, every target of the message is done; one that acknowledged stays
+    acked (it got the message), the others are dead_lettered."""
     seed(ledger, "u1", targets=("crm", "erp"))
     ledger.mark_acked(MB, "u1", "crm")
     ledger.mark_parked(MB, "u1", "erp", "HTTP 422")
     ledger.mark_dead_lettered(MB, "u1", "erp: HTTP 422", T0)
     rows = ledger.rows_for(MB, "u1")
-    assert {r.state for r in rows.values()} == {RowState.DEAD_LETTERED}
+    assert rows["crm"].state is RowState.ACKED
+    assert rows["erp"].state is RowState.DEAD_LETTERED
     assert all(r.done for r in rows.values())
     with pytest.raises(LedgerError, match="no ledger row"):
         ledger.mark_dead_lettered(MB, "ghost", "x")
@@ -390,3 +392,12 @@ def test_oldest_pending_and_parked_count(ledger: Ledger) -> None:
     assert ledger.oldest_pending(MB) == T0 + 20
     assert ledger.parked_count(MB) == 1
     assert ledger.parked_count("sales") == 0
+
+
+def test_forget_targets_drops_rows_of_targets_no_longer_configured(ledger: Ledger) -> None:
+    """Rows of a target removed from the config go, so they cannot hold a message back."""
+    seed(ledger, "u1", targets=("crm", "erp"))
+    ledger.mark_acked(MB, "u1", "crm")
+    assert ledger.forget_targets(MB, ["crm"]) == 1
+    assert set(ledger.rows_for(MB, "u1")) == {"crm"}
+    ledger.mark_dele_sent(MB, ["u1"])  # every remaining target is done: allowed

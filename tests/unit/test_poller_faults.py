@@ -10,7 +10,7 @@ import pytest
 
 from bridge.app import App
 from bridge.config import Config
-from bridge.errors import Pop3ConnectionError
+from bridge.errors import Pop3ConnectionError, Pop3MessageTooLargeError, Pop3SysTempError
 from tests.fakes.pop3server import FakePop3Server
 from tests.integration.kit import SECRET, make_message
 from tests.receiver import Reply, WebhookReceiver
@@ -146,7 +146,7 @@ async def test_duplicate_and_overlong_uidls_are_reported_and_kept_apart(
         _, result = await _session(_config(server, receiver.url, tmp_path))
         assert result.delivered == 3
         assert result.committed
-        assert len(result.identity_problems) == 3
+        assert len(result.identity_problems) == 2  # one duplicate pair, one over-long UIDL
         assert len(receiver.distinct_webhook_ids()) == 3
         uidls = {r.json()["uidl"] for r in receiver.requests}
         assert all(len(u) <= 70 for u in uidls)
@@ -238,3 +238,166 @@ async def test_target_added_to_the_config_later_gets_the_waiting_messages(
         assert fake_pop3.messages == []
     finally:
         await second.stop()
+
+
+def _two_targets(server: FakePop3Server, a: str, b: str, data_dir: Path, **box: Any) -> Config:
+    return Config.from_dict(
+        {
+            "data_dir": str(data_dir),
+            "webhooks": {
+                "a": {"url": a, "secret": SECRET, "max_attempts": 1},
+                "b": {"url": b, "secret": SECRET, "max_attempts": 1},
+            },
+            "mailboxes": [server.mailbox_config("fake", ["a", "b"], **box)],
+        },
+        env={},
+    )
+
+
+async def test_dead_letter_waits_while_another_target_only_failed_for_now(
+    fake_pop3: FakePop3Server, receiver: WebhookReceiver, tmp_path: Path
+) -> None:
+    """One target rejects, the other answers 503: the message stays on the server (it is not
+    dead-lettered and deleted behind the back of the target that may still take it)."""
+    fake_pop3.add(make_message(1))
+    other = WebhookReceiver(path="/b", reply=503)
+    await other.start()
+    try:
+        receiver.reply(400)
+        config = _two_targets(
+            fake_pop3, receiver.url, other.url, tmp_path, reject_policy="dead_letter"
+        )
+        app, result = await _session(config)
+        assert result.dead_lettered == 0
+        assert len(fake_pop3.messages) == 1
+        assert app.deadletters.list("fake") == []
+        other.reply(200)  # b recovers: now every target has answered for good
+        app, result = await _session(config)
+        assert result.dead_lettered == 1
+        assert fake_pop3.messages == []
+        assert len(other.requests) == 2
+    finally:
+        await other.stop()
+
+
+async def test_colliding_header_identities_are_told_apart_by_content(
+    receiver: WebhookReceiver, tmp_path: Path
+) -> None:
+    """Without UIDL, two different messages with the same headers and size get different
+    identities, so neither is dropped as a duplicate nor deleted unposted."""
+    first = make_message(1, body="alpha\n")
+    second = make_message(1, body="bravo\n")
+    assert first != second
+    assert len(first) == len(second)
+    server = FakePop3Server([first, second], uidl=False)
+    await server.start()
+    try:
+
+        def decide(request: Any) -> Reply | None:
+            return Reply(500) if "bravo" in request.json()["text"] else None
+
+        receiver.decide(decide)
+        _, result = await _session(_config(server, receiver.url, tmp_path))
+        assert result.identity_problems
+        assert len(receiver.distinct_webhook_ids()) == 2
+        assert len(server.messages) == 1  # alpha delivered and deleted, bravo kept
+        receiver.decide(None)
+        await _session(_config(server, receiver.url, tmp_path))
+        assert server.messages == []
+        texts = [r.json()["text"] for r in receiver.requests]
+        assert texts.count("alpha\n") == 1  # never posted twice
+        assert texts[-1] == "bravo\n"  # and bravo, refused at first, made it in the end
+    finally:
+        await server.stop()
+
+
+async def test_uidl_error_from_a_server_that_offers_uidl_fails_the_session(
+    fake_pop3: FakePop3Server, receiver: WebhookReceiver, tmp_path: Path
+) -> None:
+    """A passing -ERR to UIDL does not switch identities (that would repost everything)."""
+    fake_pop3.add(make_message(1))
+    fake_pop3.reply_on("UIDL", "-ERR [SYS/TEMP] try again later")
+    app = App(_config(fake_pop3, receiver.url, tmp_path))
+    try:
+        with pytest.raises(Pop3SysTempError):
+            await app.mailboxes["fake"].poller.run_session()
+    finally:
+        await app.close()
+    assert receiver.requests == []
+    assert len(fake_pop3.messages) == 1
+
+
+async def test_removing_a_target_from_the_config_unblocks_its_messages(
+    fake_pop3: FakePop3Server, receiver: WebhookReceiver, tmp_path: Path
+) -> None:
+    """Rows of a target that is no longer configured do not hold a message on the server."""
+    fake_pop3.add(make_message(1))
+    other = WebhookReceiver(path="/b", reply=503)
+    await other.start()
+    try:
+        await _session(_two_targets(fake_pop3, receiver.url, other.url, tmp_path))
+        assert len(fake_pop3.messages) == 1
+        _, result = await _session(_config(fake_pop3, receiver.url, tmp_path))  # only "main"
+    finally:
+        await other.stop()
+    assert result.committed
+    assert fake_pop3.messages == []
+
+
+async def test_message_larger_than_listed_is_parked_not_retried_forever(
+    fake_pop3: FakePop3Server, receiver: WebhookReceiver, tmp_path: Path
+) -> None:
+    """A message whose RETR passes the limit although LIST said it fits is parked as
+    oversize: the failed session does not repeat, and the other messages flow."""
+    fake_pop3.add(make_message(1, size=200_000))
+    fake_pop3.add(make_message(2))
+    fake_pop3.reply_on("LIST", "+OK\r\n1 500\r\n2 300\r\n.")
+    config = _config(fake_pop3, receiver.url, tmp_path, max_message_bytes=1000)
+    app = App(config)
+    try:
+        with pytest.raises(Pop3MessageTooLargeError):
+            await app.mailboxes["fake"].poller.run_session()
+    finally:
+        await app.close()
+    app, result = await _session(config)
+    assert result.committed
+    assert result.skipped == 1
+    assert [m.uid for m in fake_pop3.messages] == ["uid-000001"]
+    assert [r.json()["subject"] for r in receiver.requests] == ["message 2"]
+    assert 'bridge_parked_messages{mailbox="fake"} 1.0' in app.metrics.render().decode()
+
+
+async def test_cancelled_session_stops_its_deliveries(
+    fake_pop3: FakePop3Server, receiver: WebhookReceiver, tmp_path: Path
+) -> None:
+    """Cancelling a session (shutdown grace expired) cancels its deliveries: no POST starts
+    after the cancellation and nothing is deleted."""
+    for i in range(12):
+        fake_pop3.add(make_message(i))
+    receiver.reply(Reply(200, delay=0.5))
+    app = App(_config(fake_pop3, receiver.url, tmp_path))
+    try:
+        session = asyncio.create_task(app.mailboxes["fake"].poller.run_session())
+        await receiver.wait_for(1, within=5)
+        session.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await session
+        started = len(receiver.requests)
+        await asyncio.sleep(1.0)
+        assert len(receiver.requests) == started
+    finally:
+        await app.close()
+    assert len(fake_pop3.messages) == 12
+
+
+async def test_noop_error_does_not_break_the_session(
+    fake_pop3: FakePop3Server, receiver: WebhookReceiver, tmp_path: Path
+) -> None:
+    """A -ERR to a keep-alive NOOP is logged; the session still deletes and commits."""
+    fake_pop3.add(make_message(1))
+    fake_pop3.reply_on("NOOP", "-ERR not now")
+    receiver.reply(Reply(200, delay=1.6))
+    _, result = await _session(_config(fake_pop3, receiver.url, tmp_path, command_timeout=1))
+    assert result.committed
+    assert result.deleted == 1
+    assert "NOOP" in fake_pop3.verbs
