@@ -206,7 +206,9 @@ class FrameReader:
                 raise Pop3LineTooLongError(f"a response line passed {max_line} octets")
             await self._fill()
         cut = match.start() + 1
-        data = bytes(buf[start:cut]) if cut > start else b""
+        # One copy out of the buffer (a bytearray slice would be a second one).
+        with memoryview(buf) as view:
+            data = bytes(view[start:cut]) if cut > start else b""
         self._pos = match.end()
         del buf
         self._compact()
