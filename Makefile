@@ -61,9 +61,9 @@ format: $(STAMP)
 	$(VENV)/bin/ruff check --fix bridge tests bench deploy
 
 bench: $(STAMP) test-deps
-	@command -v fetchmail >/dev/null || { \
-		if [ "$$(id -u)" = 0 ]; then $(APT_GET) update -qq && $(APT_GET) install -y -qq fetchmail curl; \
-		else echo "make bench compares against fetchmail: sudo apt-get install fetchmail curl" >&2; exit 1; fi; }
+	@command -v fetchmail >/dev/null && [ -x /usr/bin/time ] || { \
+		if [ "$$(id -u)" = 0 ]; then $(APT_GET) update -qq && $(APT_GET) install -y -qq fetchmail curl time; \
+		else echo "make bench needs: sudo apt-get install fetchmail curl time" >&2; exit 1; fi; }
 	$(PY) -m bench.run
 
 clean:

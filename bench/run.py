@@ -53,7 +53,7 @@ import yaml
 
 from bench import parse_bench
 from bench.rawpop import raw_retrieve
-from bench.workloads import WORKLOADS
+from bench.workloads import WORKLOADS, large_message
 from bridge.pop3 import Pop3Client
 from tests.dovecot import Dovecot, Pop3User
 
@@ -65,6 +65,7 @@ TARGETS = {
     "mixed": {"mb_per_s": 50.0, "x_fetchmail": 10.0},
 }
 CLIENT_TARGET = 2 / 3  # Pop3Client.retr_many >= 2/3 of the raw pipelined reader
+GNU_TIME = "/usr/bin/time"  # Debian package `time`; make bench installs it
 MEMORY_TARGET = 4.0  # peak RSS growth <= 4x the largest message
 
 
@@ -94,10 +95,23 @@ class Timed:
 def run_timed(
     argv: Sequence[str], *, env: dict[str, str] | None = None, timeout: float = 600.0
 ) -> Timed:
-    """Run a command; wall time from spawn to exit, and its rusage through ``os.wait4``."""
-    with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
+    """Run a command; wall time from spawn to exit, and its rusage through ``os.wait4``.
+
+    The peak RSS comes from GNU time (``/usr/bin/time -f %M``), which forks the command from
+    its own small process: a child spawned straight from this (large) process inherits this
+    process's RSS high-water mark at exec, so ``ru_maxrss`` from ``wait4`` would report the
+    benchmark's own size, not the command's.
+    """
+    with (
+        tempfile.TemporaryFile() as out,
+        tempfile.TemporaryFile() as err,
+        tempfile.NamedTemporaryFile("r") as peak,
+    ):
+        command = list(argv)
+        if Path(GNU_TIME).exists():
+            command = [GNU_TIME, "-f", "%M", "-o", peak.name, *command]
         started = time.perf_counter()
-        proc = subprocess.Popen(argv, stdout=out, stderr=err, env=env, cwd=ROOT)  # noqa: S603
+        proc = subprocess.Popen(command, stdout=out, stderr=err, env=env, cwd=ROOT)  # noqa: S603
         deadline = started + timeout
         while True:
             pid, status, usage = os.wait4(proc.pid, os.WNOHANG)
@@ -112,10 +126,12 @@ def run_timed(
         proc.returncode = os.waitstatus_to_exitcode(status)
         out.seek(0)
         err.seek(0)
+        reported = peak.read().strip().splitlines()
+        maxrss = int(reported[-1]) if reported and reported[-1].isdigit() else usage.ru_maxrss
         return Timed(
             seconds,
             proc.returncode,
-            usage.ru_maxrss,
+            maxrss,
             out.read().decode(errors="replace"),
             err.read().decode(errors="replace"),
             usage.ru_utime + usage.ru_stime,
@@ -539,6 +555,17 @@ def evaluate(
                 ratio <= MEMORY_TARGET,
             )
         )
+    if "bridge_large" in memory:
+        ratio = memory["bridge_large"]["ratio"]
+        checks.append(
+            Check(
+                f"one {memory['bridge_large']['size'] / 1e6:.0f} MB message: bridge peak RSS "
+                "over idle / message size",
+                ratio,
+                f"<= {MEMORY_TARGET:.0f}x",
+                ratio <= MEMORY_TARGET,
+            )
+        )
     if "bridge_mixed" in memory:
         ratio = memory["bridge_mixed"]["ratio"]
         checks.append(
@@ -610,6 +637,13 @@ def render(report: dict[str, Any]) -> str:
             lines.append(
                 f"| build_payload + JSON, one {m['size'] / 1e6:.0f} MB message | peak RSS "
                 f"+{m['peak_growth_bytes'] / 1e6:.0f} MB over idle = {m['ratio']:.2f}x |"
+            )
+        if "bridge_large" in mem:
+            m = mem["bridge_large"]
+            lines.append(
+                f"| bridge draining one {m['size'] / 1e6:.0f} MB message ({m['seconds']:.2f} s) "
+                f"| peak RSS {m['peak_kib'] / 1024:.0f} MiB, idle {m['idle_kib'] / 1024:.0f} "
+                f"MiB: +{m['growth_bytes'] / 1e6:.0f} MB = {m['ratio']:.2f}x |"
             )
         if "bridge_mixed" in mem:
             m = mem["bridge_mixed"]
@@ -718,6 +752,23 @@ def main() -> int:
         if "memory" not in skip:
             _log(f"memory: one {large_mb} MB message through build_payload")
             memory["large"] = parse_bench.measure_large(large_mb)
+            if idle is not None:
+                # The same size through the whole bridge: RETR, parse, POST, ledger, DELE.
+                one = [large_message(large_mb * 1_000_000)]
+                timed = b.run_bridge(f"large {large_mb} MB", one)
+                growth = (timed.maxrss_kib - idle.maxrss_kib) * 1024
+                memory["bridge_large"] = {
+                    "size": len(one[0]),
+                    "seconds": timed.seconds,
+                    "peak_kib": timed.maxrss_kib,
+                    "idle_kib": idle.maxrss_kib,
+                    "growth_bytes": growth,
+                    "ratio": growth / len(one[0]),
+                }
+                _log(
+                    f"  bridge, one {large_mb} MB message: {timed.seconds:.2f} s, "
+                    f"peak RSS {timed.maxrss_kib / 1024:.0f} MiB"
+                )
         if "mixed" in extras:
             peak = int(median(extras["mixed"]["bridge_maxrss_kib"]))
             growth = (peak - idle.maxrss_kib) * 1024

@@ -273,14 +273,15 @@ class _Session:
             self.p.ledger.prune(mailbox, set())
             self._report_backlog()
             return
-        inventory = await self._inventory()
+        inventory, history = await self._inventory()
         ledger = self.p.ledger
-        ledger.prune(mailbox, {m.uid for m in inventory})
+        ledger.prune(mailbox, {m.uid for m in inventory} | history)
         rows = ledger.rows(mailbox)
         now = self.p.clock.time()
 
         pending: list[tuple[Message, tuple[str, ...]]] = []
         new: list[Message] = []
+        held = False
         for msg in inventory:
             targets = rows.get(msg.uid, {})
             if any(t not in targets for t in self.policy.targets):
@@ -294,8 +295,10 @@ class _Session:
                 self.to_delete.append(msg)
                 continue
             due = tuple(t for t in waiting if t not in targets or targets[t].due(now))
-            if not due:
+            if not due or held:
                 self.result.skipped += 1
+                # strict_order: nothing after a message that waits goes before it
+                held = held or self.policy.strict_order
                 continue
             pending.append((msg, due))
             self._waiting[msg.uid] = waiting
@@ -323,7 +326,7 @@ class _Session:
 
     # ------------------------------------------------------------------ identity
 
-    async def _inventory(self) -> list[Message]:
+    async def _inventory(self) -> tuple[list[Message], set[str]]:
         """Every message with a stable identity, oldest (lowest number) first.
 
         The identity is the UIDL. Without UIDL (not offered) it is a hash of the ``TOP n 0``
@@ -355,22 +358,54 @@ class _Session:
                 identities[num] = "h:" + digest[:40]
             else:
                 identities[num] = listed
-        seen: dict[str, list[int]] = {}
-        for num, uid in identities.items():
-            seen.setdefault(uid, []).append(num)
-        for uid, nums in seen.items():
-            if len(nums) > 1:
-                self.result.identity_problems.append(
-                    f"{len(nums)} messages share the identity {uid!r}; told apart by content"
-                )
-                await self._content_identities(uid, nums, identities)
+        keep = await self._tell_apart(identities, sizes)
         messages = [
             Message(num=num, uid=uid, size=sizes[num], webhook_id=webhook_id(self.policy.name, uid))
             for num, uid in identities.items()
         ]
         if self.result.identity_problems:
             self.log.warning("uidl_problems", problems=self.result.identity_problems[:10])
-        return messages
+        return messages, keep
+
+    async def _tell_apart(self, identities: dict[int, str], sizes: dict[int, int]) -> set[str]:
+        """Make identities unique and safe to reconcile; returns ledger keys to keep.
+
+        Two messages never share an identity: where they would (duplicate UIDLs, colliding
+        header hashes), content hashes tell them apart; if the ledger already knows the
+        identity and its deletion is not committed, the earliest message (the one the ledger
+        is about: new mail is appended) keeps it. An identity whose deletion QUIT already
+        committed but that is listed again is a reused UIDL or a new message with the same
+        headers: it gets a content identity too, so it is posted, never deleted unposted.
+        The bare identities of those are kept in the ledger as history.
+        """
+        known = self.p.ledger.rows(self.policy.name)
+
+        def committed(uid: str) -> bool:
+            rows = known.get(uid) or {}
+            return bool(rows) and all(r.committed_at is not None for r in rows.values())
+
+        groups: dict[str, list[int]] = {}
+        for num, uid in identities.items():
+            groups.setdefault(uid, []).append(num)
+        keep: set[str] = set()
+        for uid, nums in groups.items():
+            if len(nums) == 1 and not committed(uid):
+                continue
+            if len(nums) > 1:
+                self.result.identity_problems.append(
+                    f"{len(nums)} messages share the identity {uid!r}; told apart by content"
+                )
+            else:
+                self.result.identity_problems.append(
+                    f"identity {uid!r} is listed again after its deletion was committed; "
+                    "treated as a new message"
+                )
+            if uid in known and not committed(uid):
+                nums = nums[1:]  # the earliest keeps the identity the ledger knows
+            elif uid in known:
+                keep.add(uid)
+            await self._content_identities(uid, nums, sizes, identities)
+        return keep
 
     async def _header_identity(self, num: int, size: int) -> str:
         """Identity from Message-ID, Date, From, Subject and size (DESIGN.md), via TOP n 0."""
@@ -384,21 +419,32 @@ class _Session:
         digest = hashlib.sha256(b"\n".join(sorted(picked)) + b"\nsize:%d" % size).hexdigest()
         return f"hdr:{digest[:40]}"
 
-    async def _content_identities(self, uid: str, nums: list[int], out: dict[int, str]) -> None:
-        """Give messages that share ``uid`` identities from their content (RETR, hashed).
+    async def _content_identities(
+        self, uid: str, nums: list[int], sizes: dict[int, int], out: dict[int, str]
+    ) -> None:
+        """Give the messages ``nums`` identities from their content (RETR, hashed).
 
-        Byte-identical copies are numbered in server order. Once a copy is gone the rest get
-        new identities, so the worst case is an identical copy posted again, never a message
-        deleted without being posted.
+        Oversize messages are not retrieved: their whole header block (TOP n 0) is hashed
+        instead, and they are parked as usual. Byte-identical copies are numbered in server
+        order. Once a copy is gone the rest get new identities, so the worst case is an
+        identical copy posted again, never a message deleted without being posted.
         """
-        limit = self.policy.max_message_bytes + max(65536, self.policy.max_message_bytes // 8)
+        client = self._client()
+        limit = self.policy.max_message_bytes
+        base = uid if len(uid) <= 40 else "h:" + hashlib.sha256(uid.encode()).hexdigest()[:24]
         copies: dict[str, int] = {}
-        async for num, raw in self._client().retr_many(nums, max_bytes=limit):
-            digest = hashlib.sha256(raw).hexdigest()[:24]
+
+        def name(num: int, digest: str) -> None:
             copies[digest] = copies.get(digest, 0) + 1
             suffix = f"#{copies[digest]}" if copies[digest] > 1 else ""
-            base = uid if len(uid) <= 40 else "h:" + hashlib.sha256(uid.encode()).hexdigest()[:24]
             out[num] = f"{base}~{digest}{suffix}"
+
+        small = [n for n in nums if sizes[n] <= limit]
+        for num in (n for n in nums if sizes[n] > limit):
+            head = await client.top(num, 0)
+            name(num, "t" + hashlib.sha256(head + b"size:%d" % sizes[num]).hexdigest()[:23])
+        async for num, raw in client.retr_many(small, max_bytes=limit + max(65536, limit // 8)):
+            name(num, hashlib.sha256(raw).hexdigest()[:24])
 
     # ------------------------------------------------------------------ delivery
 
@@ -701,10 +747,14 @@ class _Session:
             self.result.transient += 1
             batch.failed = True
             outcome = "retry_later"
-        elif refused and waiting <= settled and self.policy.reject_policy == "dead_letter":
+        elif (
+            refused
+            and waiting <= settled
+            and self.policy.reject_policy == "dead_letter"
+            and data.raw is not None  # a headers-only (oversize) payload stays parked
+        ):
             # Every target has answered for good (acknowledged or refused): spool it durably,
             # then it may go. A target that only failed for now keeps it on the server.
-            assert data.raw is not None  # kept for exactly this
             why = "; ".join(f"{o.target}: {o.error}" for o in rejected) or "rejected before"
             await asyncio.to_thread(self.p.deadletters.write, mailbox, msg.uid, data.raw, why)
             ledger.mark_dead_lettered(mailbox, msg.uid, why, now)

@@ -13,7 +13,7 @@ import base64
 import random
 import ssl
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from types import TracebackType
 
@@ -299,9 +299,15 @@ class WebhookClient:
         proxy, proxy_auth = self._proxy_for(target.url)
         began = self._clock()
         try:
+            body: bytes | AsyncIterator[memoryview] = payload
+            if len(payload) > _STREAM_ABOVE:
+                # Written a slice at a time with back-pressure: handed over whole, the part
+                # the socket cannot take at once is copied into the transport's buffer.
+                body = _slices(payload)
+                headers["Content-Length"] = str(len(payload))
             async with session.post(
                 target.url,
-                data=payload,
+                data=body,
                 headers=headers,
                 timeout=aiohttp.ClientTimeout(total=target.timeout),
                 allow_redirects=False,
@@ -361,6 +367,17 @@ class WebhookClient:
                 cookie_jar=aiohttp.DummyCookieJar(),
             )
         return self._session
+
+
+_STREAM_ABOVE = 1 << 20
+"""Bodies larger than this (bytes) are streamed in slices instead of written in one go."""
+
+
+async def _slices(data: bytes, size: int = 1 << 18) -> AsyncIterator[memoryview]:
+    """``data`` as consecutive memoryview slices of ``size`` bytes (no copies)."""
+    view = memoryview(data)
+    for start in range(0, len(view), size):
+        yield view[start : start + size]
 
 
 def _describe_status(status: int, snippet: bytes, target: WebhookTarget) -> str:

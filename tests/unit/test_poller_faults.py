@@ -401,3 +401,115 @@ async def test_noop_error_does_not_break_the_session(
     assert result.committed
     assert result.deleted == 1
     assert "NOOP" in fake_pop3.verbs
+
+
+async def test_uidl_reused_after_a_committed_deletion_is_posted_not_deleted(
+    fake_pop3: FakePop3Server, receiver: WebhookReceiver, tmp_path: Path
+) -> None:
+    """A UIDL listed again after its message's deletion was committed belongs to a new
+    message: it is posted (under a new webhook-id), never deleted unposted."""
+    fake_pop3.add(make_message(1, subject="first"), uid="reused")
+    config = _config(fake_pop3, receiver.url, tmp_path)
+    await _session(config)
+    assert fake_pop3.messages == []
+    fake_pop3.add(make_message(2, subject="second"), uid="reused")
+    _, result = await _session(config)
+    assert result.reconciled == 0
+    assert result.delivered == 1
+    assert [r.json()["subject"] for r in receiver.requests] == ["first", "second"]
+    assert len(receiver.distinct_webhook_ids()) == 2
+    assert fake_pop3.messages == []
+
+
+async def test_header_identity_reused_across_sessions_is_posted(
+    receiver: WebhookReceiver, tmp_path: Path
+) -> None:
+    """Without UIDL, a new message with the same headers and size as one already delivered
+    and deleted is posted, not reconciled away."""
+    server = FakePop3Server([make_message(1, body="alpha\n")], uidl=False)
+    await server.start()
+    try:
+        config = _config(server, receiver.url, tmp_path)
+        await _session(config)
+        server.add(make_message(1, body="bravo\n"))
+        _, result = await _session(config)
+        assert result.delivered == 1
+        assert [r.json()["text"] for r in receiver.requests] == ["alpha\n", "bravo\n"]
+        assert len(receiver.distinct_webhook_ids()) == 2
+    finally:
+        await server.stop()
+
+
+async def test_new_collision_keeps_the_acknowledged_message_identity(
+    receiver: WebhookReceiver, tmp_path: Path
+) -> None:
+    """X was acknowledged but its session died before QUIT; a colliding Y arrives. X is
+    deleted without a repost (it keeps its identity) and Y is posted."""
+    server = FakePop3Server([make_message(1, body="alpha\n")], uidl=False)
+    server.drop_on("QUIT")
+    await server.start()
+    try:
+        config = _config(server, receiver.url, tmp_path)
+        await _session(config)
+        assert len(server.messages) == 1
+        server.add(make_message(1, body="bravo\n"))
+        _, result = await _session(config)
+        assert result.reconciled == 1
+        assert result.delivered == 1
+        assert [r.json()["text"] for r in receiver.requests] == ["alpha\n", "bravo\n"]
+        assert server.messages == []
+    finally:
+        await server.stop()
+
+
+async def test_headers_only_rejected_with_dead_letter_policy_is_parked(
+    fake_pop3: FakePop3Server, receiver: WebhookReceiver, tmp_path: Path
+) -> None:
+    """A headers-only (oversize) payload that the receiver rejects stays parked on the
+    server: there is no raw message to spool, and the session carries on."""
+    fake_pop3.add(make_message(1, size=20_000))
+    fake_pop3.add(make_message(2))
+    receiver.decide(lambda r: Reply(422) if r.json()["subject"] == "message 1" else None)
+    config = _config(
+        fake_pop3,
+        receiver.url,
+        tmp_path,
+        max_message_bytes=5_000,
+        oversize_policy="headers_only",
+        reject_policy="dead_letter",
+    )
+    _, result = await _session(config)
+    assert result.committed
+    assert result.rejected == 1
+    assert result.dead_lettered == 0
+    assert [m.uid for m in fake_pop3.messages] == ["uid-000001"]
+
+
+async def test_strict_order_holds_across_sessions(
+    fake_pop3: FakePop3Server, receiver: WebhookReceiver, tmp_path: Path
+) -> None:
+    """With strict_order, a parked first message keeps the later ones back in later
+    sessions too."""
+    for i in range(3):
+        fake_pop3.add(make_message(i))
+    receiver.decide(lambda r: Reply(422) if r.json()["subject"] == "message 0" else None)
+    config = _config(fake_pop3, receiver.url, tmp_path, strict_order=True)
+    await _session(config)
+    _, second = await _session(config)
+    assert second.delivered == 0
+    assert [r.json()["subject"] for r in receiver.requests] == ["message 0"]
+    assert len(fake_pop3.messages) == 3
+
+
+async def test_duplicate_uidl_on_an_oversize_message_does_not_stall_the_mailbox(
+    fake_pop3: FakePop3Server, receiver: WebhookReceiver, tmp_path: Path
+) -> None:
+    """Telling apart two messages with one UIDL never RETRieves one over the size limit."""
+    fake_pop3.add(make_message(1, size=20_000), uid="dup")
+    fake_pop3.add(make_message(2), uid="dup")
+    fake_pop3.add(make_message(3), uid="other")
+    _, result = await _session(_config(fake_pop3, receiver.url, tmp_path, max_message_bytes=5_000))
+    assert result.committed
+    assert result.delivered == 2
+    assert result.oversize == 1
+    assert len(fake_pop3.messages) == 1

@@ -587,3 +587,18 @@ async def test_proxy_from_the_environment_is_used_and_no_proxy_honoured(
     assert direct.acked
     assert receiver.requests[0].headers["Host"] == "bridge-test.invalid"
     assert receiver.requests[1].headers["Host"].startswith("127.0.0.1")
+
+
+async def test_large_body_is_streamed_with_its_length_and_signature(
+    harness: Harness, receiver: WebhookReceiver
+) -> None:
+    """A body over 1 MiB goes out in slices (bounded memory) yet arrives byte-identical,
+    with Content-Length (not chunked) and a signature the reference library accepts."""
+    big = b'{"blob":"' + bytes(range(65, 91)) * 150_000 + b'"}'
+    outcome = await deliver(harness, target(receiver.url), big)
+    assert outcome.acked
+    request = receiver.requests[0]
+    assert request.body == big
+    assert request.headers["Content-Length"] == str(len(big))
+    assert "Transfer-Encoding" not in request.headers
+    verified(request)
