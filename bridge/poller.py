@@ -209,15 +209,24 @@ class _KeepAlive:
             async with self._busy:
                 try:
                     await client.noop()
+                except Pop3ResponseError as exc:
+                    s.log.warning("noop_failed", error=str(exc))  # the session is still fine
                 except (Pop3Error, OSError) as exc:
                     s.log.warning("noop_failed", error=str(exc))
-                    return
+                    return  # the connection is gone; the next command reports it
 
     async def stop(self) -> None:
-        async with self._busy:
+        try:
+            async with self._busy:  # never interrupt a NOOP whose reply is due
+                self._task.cancel()
+        finally:
             self._task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await self._task
+            try:
+                await self._task
+            except asyncio.CancelledError:
+                current = asyncio.current_task()
+                if current is not None and current.cancelling():
+                    raise  # our own cancellation, not the keep-alive's
 
 
 class _Session:
@@ -766,8 +775,8 @@ class _Session:
             self.result.rejected += 1
             outcome = "parked"
         else:
-            self.result.skipped += 1  # delivered where due; another target is parked
-            outcome = "waiting_for_parked_target"
+            self.result.skipped += 1  # delivered where due; another target waits (parked, breaker)
+            outcome = "waiting_for_other_targets"
         if self.policy.strict_order:
             self._strict_blocked = True
         return outcome
