@@ -684,16 +684,14 @@ class _Session:
         def reference() -> bytes:
             return payload_json(payload.without_attachment_content("receiver answered 413"))
 
-        outcomes: list[DeliveryOutcome] = list(
-            await asyncio.gather(
-                *(
-                    self.p.webhooks.deliver(
-                        self.p.targets[t], payload.webhook_id, body, reference_body=reference
-                    )
-                    for t in due
-                )
+        posts = [
+            self.p.webhooks.deliver(
+                self.p.targets[t], payload.webhook_id, body, reference_body=reference
             )
-        )
+            for t in due
+        ]
+        # One target (the common case) needs no extra task; several are posted concurrently.
+        outcomes = [await posts[0]] if len(posts) == 1 else list(await asyncio.gather(*posts))
         del body
         outcome = await self._record(batch, msg, outcomes, data)
         self.log.info(
