@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import contextlib
 import logging
 import re
 import ssl
@@ -407,19 +408,8 @@ class Connection:
         allow_continuation: bool = False,
     ) -> Reply:
         """Send one command and wait for its reply (alone on the wire unless pipelining)."""
-        if self.pipelining:
-            pending = self.send(
-                line,
-                verb,
-                multiline=multiline,
-                max_bytes=max_bytes,
-                max_line=max_line,
-                allow_continuation=allow_continuation,
-            )
-            await self.drain()
-            return await self.wait(pending)
-        async with self._lockstep:
-            if self._pending:  # e.g. replies left by an abandoned pipeline
+        async with contextlib.nullcontext() if self.pipelining else self._lockstep:
+            if not self.pipelining and self._pending:  # replies left by an abandoned pipeline
                 await self.wait(self._pending[-1])
             pending = self.send(
                 line,
