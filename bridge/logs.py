@@ -9,6 +9,7 @@ inside a string: the code never logs secrets on purpose, this is defence in dept
 
 from __future__ import annotations
 
+import functools
 import logging
 import re
 import sys
@@ -43,8 +44,12 @@ _HANDLER_MARK = "_popbridge_handler"
 
 
 def _is_secret_key(key: object) -> bool:
-    if not isinstance(key, str):
-        return False
+    return isinstance(key, str) and _is_secret_name(key)
+
+
+@functools.lru_cache(maxsize=4096)
+def _is_secret_name(key: str) -> bool:
+    # Log keys come from a small, fixed vocabulary: remember the verdict per name.
     if _SECRET_KEY.fullmatch(key):
         return True
     lowered = key.lower()

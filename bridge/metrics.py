@@ -10,7 +10,7 @@ from __future__ import annotations
 import platform
 import time
 from collections.abc import Callable, Iterable, Mapping
-from typing import Final, Literal, TypeAlias, get_args
+from typing import Any, Final, Literal, TypeAlias, get_args
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
@@ -108,6 +108,7 @@ class Metrics:
         self.registry = registry if registry is not None else CollectorRegistry(auto_describe=True)
         self._clock = clock
         self._oldest: dict[str, float | None] = {}
+        self._children: dict[tuple[int, tuple[str, ...]], Any] = {}
         r = self.registry
         mb, mbt = ["mailbox"], ["mailbox", "target"]
 
@@ -231,6 +232,14 @@ class Metrics:
         self.build_info.labels(version=version, python=platform.python_version()).set(1)
         self.up.set(1)
 
+    def _child(self, metric: Any, *values: str) -> Any:
+        """``metric.labels(*values)``, remembered: the per-message paths call it a lot."""
+        key = (id(metric), values)
+        child = self._children.get(key)
+        if child is None:
+            child = self._children[key] = metric.labels(*values)
+        return child
+
     # ------------------------------------------------------------------ setup
 
     def prepare(
@@ -282,11 +291,11 @@ class Metrics:
 
     def message_fetched(self, mailbox: str, count: int = 1) -> None:
         """``count`` messages were retrieved from ``mailbox``."""
-        self.messages_fetched.labels(mailbox).inc(count)
+        self._child(self.messages_fetched, mailbox).inc(count)
 
     def message_delivered(self, mailbox: str, target: str) -> None:
         """``target`` acknowledged a message from ``mailbox`` with a 2xx."""
-        self.messages_delivered.labels(mailbox, target).inc()
+        self._child(self.messages_delivered, mailbox, target).inc()
 
     def messages_deleted_committed(self, mailbox: str, count: int) -> None:
         """QUIT answered +OK, committing ``count`` deletions."""
@@ -327,8 +336,8 @@ class Metrics:
         duration_seconds: float,
     ) -> None:
         """One HTTP request to ``target`` ended with ``status`` after ``duration_seconds``."""
-        self.webhook_requests.labels(target, status_class(status)).inc()
-        self.webhook_duration.labels(target).observe(duration_seconds)
+        self._child(self.webhook_requests, target, status_class(status)).inc()
+        self._child(self.webhook_duration, target).observe(duration_seconds)
 
     def webhook_attempt(self, target: str, status_class: str, duration_seconds: float) -> None:
         """Same as :meth:`webhook_request` with the label already computed.
@@ -337,8 +346,8 @@ class Metrics:
         ``WebhookClient(on_request=metrics.webhook_attempt)``.
         """
         _check(status_class, STATUS_CLASSES, "status class")
-        self.webhook_requests.labels(target, status_class).inc()
-        self.webhook_duration.labels(target).observe(duration_seconds)
+        self._child(self.webhook_requests, target, status_class).inc()
+        self._child(self.webhook_duration, target).observe(duration_seconds)
 
     def breaker_changed(self, target: str, state: object) -> None:
         """Record a breaker state given as a string or an enum whose value is one.
