@@ -358,3 +358,31 @@ def test_once_shows_progress_on_a_terminal(
     last = shown.decode().replace("\r\n", "\n").split("\r")[-1]
     assert "3 fetched, 0 delivered, 0 deleted, 3 on server" in last
     assert pop3_user.count() == 3
+
+
+async def test_second_signal_exits_at_once_and_loses_nothing(
+    dovecot: Dovecot, pop3_user: Pop3User, receiver: WebhookReceiver, tmp_path: Path
+) -> None:
+    """A second SIGTERM exits at once (without waiting for the grace period); nothing is
+    deleted without QUIT, so a later run delivers everything, each message once acknowledged."""
+    total = 40
+    pop3_user.deliver_many(make_message(i) for i in range(total))
+    receiver.reply(Reply(200, delay=0.5))
+    config = config_dict(dovecot, pop3_user, receiver.url, tmp_path / "data")
+    config["shutdown_grace"] = 60
+    proc, _ = await _run_service(config, tmp_path)
+    await receiver.wait_for(1, within=20)
+    proc.send_signal(signal.SIGTERM)
+    await asyncio.sleep(0.1)
+    proc.send_signal(signal.SIGTERM)
+    code = await asyncio.wait_for(proc.wait(), 10)
+    assert code == 128 + signal.SIGTERM
+    left = pop3_user.count()
+    assert left == total  # no QUIT: nothing was deleted
+
+    receiver.reply(200)
+    cfg = write_config(tmp_path / "c.yaml", config)
+    code, _, err = await popbridge("once", "-c", str(cfg))
+    assert code == 0, err
+    assert pop3_user.count() == 0
+    assert len(receiver.distinct_webhook_ids()) == total
