@@ -17,6 +17,7 @@ import ssl
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import structlog
 
@@ -35,13 +36,16 @@ from bridge.errors import (
     Pop3TimeoutError,
     Pop3TLSError,
 )
+from bridge.health import HealthState
 from bridge.ledger import Ledger
 from bridge.metrics import Metrics, SessionOutcome
 from bridge.mime import PayloadOptions
 from bridge.poller import MailboxPolicy, Poller, SessionResult
 from bridge.pop3 import Pop3Client, Timeouts
-from bridge.server import HealthState, HttpServer
 from bridge.webhook import BasicAuth, WebhookClient, WebhookTarget
+
+if TYPE_CHECKING:
+    from bridge.server import HttpServer
 
 log = structlog.get_logger("bridge.app")
 
@@ -251,7 +255,7 @@ class App:
             for m in mailboxes
         }
         self._sessions = asyncio.Semaphore(config.max_concurrent_sessions)
-        self.server: HttpServer | None = None
+        self.server: HttpServer | None = None  # only `run` serves HTTP (see start_http)
         self.health.set_config_loaded()
 
     async def close(self) -> None:
@@ -264,6 +268,8 @@ class App:
 
     async def start_http(self) -> int:
         """Serve /metrics, /healthz and /readyz; returns the bound port."""
+        from bridge.server import HttpServer  # aiohttp.web: imported only where it is used
+
         self.server = HttpServer(self.config.http.listen, self.metrics, self.health)
         await self.server.start()
         return self.server.port
