@@ -572,14 +572,18 @@ class Ledger:
         stamp = self._now(now)
 
         def work(conn: sqlite3.Connection) -> None:
-            for uidl in uidls:
-                states = [
-                    r[0]
-                    for r in conn.execute(
-                        "SELECT state FROM deliveries WHERE mailbox = ? AND uidl = ?",
-                        (mailbox, uidl),
-                    )
-                ]
+            found: dict[str, list[str]] = {uidl: [] for uidl in uidls}
+            names = list(found)
+            for start in range(0, len(names), 500):  # within SQLite's variable limit
+                chunk = names[start : start + 500]
+                marks = ", ".join("?" * len(chunk))
+                for uidl, state in conn.execute(
+                    "SELECT uidl, state FROM deliveries "  # noqa: S608 - only placeholders
+                    f"WHERE mailbox = ? AND uidl IN ({marks})",
+                    (mailbox, *chunk),
+                ):
+                    found[uidl].append(state)
+            for uidl, states in found.items():
                 if not states or any(s not in _DONE for s in states):
                     raise LedgerError(
                         f"ledger {self.path}: [{mailbox}] message {uidl!r} is marked deleted "
