@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import hashlib
 import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -31,6 +30,7 @@ import structlog
 from bridge.clock import Clock, SystemClock
 from bridge.deadletter import DeadLetterStore
 from bridge.errors import BridgeError, Pop3Error, Pop3MessageTooLargeError, Pop3ResponseError
+from bridge.identity import Message, take_inventory
 from bridge.ledger import Ledger, RowState
 from bridge.mime import (
     Payload,
@@ -40,11 +40,10 @@ from bridge.mime import (
     payload_json,
 )
 from bridge.pop3 import Pop3Client
-from bridge.webhook import DeliveryKind, DeliveryOutcome, WebhookClient, WebhookTarget, webhook_id
+from bridge.webhook import DeliveryKind, DeliveryOutcome, WebhookClient, WebhookTarget
 
 log = structlog.get_logger("bridge.poller")
 
-MAX_UIDL_LENGTH = 70  # RFC 1939 section 7: 1 to 70 characters in 0x21..0x7E
 PARSE_IN_THREAD_BYTES = 512 * 1024  # larger messages are parsed off the event loop
 SLOW_START_WINDOW = 4  # messages in the first RETR batch of a session
 LARGE_MESSAGE_BYTES = 1024 * 1024  # messages at least this big are parsed and posted one at a time
@@ -89,16 +88,6 @@ class MailboxPolicy:
     keepalive_interval: float = 30.0
     oversize_park_delay: float = 24 * 3600.0
     payload_options: PayloadOptions = field(default_factory=PayloadOptions)
-
-
-@dataclass(frozen=True)
-class Message:
-    """One message as the server listed it in this session."""
-
-    num: int
-    uid: str
-    size: int
-    webhook_id: str = ""
 
 
 @dataclass
@@ -282,9 +271,21 @@ class _Session:
             self.p.ledger.prune(mailbox, set())
             self._report_backlog()
             return
-        inventory, history = await self._inventory()
         ledger = self.p.ledger
-        ledger.prune(mailbox, {m.uid for m in inventory} | history)
+        found = await take_inventory(
+            client,
+            mailbox=mailbox,
+            known=ledger.rows(mailbox),
+            max_message_bytes=self.policy.max_message_bytes,
+        )
+        if found.uidl_refused is not None:
+            self.p.metrics.pop3_error_response(mailbox, found.uidl_refused.code)
+            self.log.warning("uidl_unsupported", detail="using a hash of the headers from TOP")
+        if found.problems:
+            self.result.identity_problems.extend(found.problems)
+            self.log.warning("uidl_problems", problems=found.problems[:10])
+        inventory = found.messages
+        ledger.prune(mailbox, {m.uid for m in inventory} | found.history)
         rows = ledger.rows(mailbox)
         now = self.p.clock.time()
 
@@ -332,128 +333,6 @@ class _Session:
     def _client(self) -> Pop3Client:
         assert self.client is not None
         return self.client
-
-    # ------------------------------------------------------------------ identity
-
-    async def _inventory(self) -> tuple[list[Message], set[str]]:
-        """Every message with a stable identity, oldest (lowest number) first.
-
-        The identity is the UIDL. Without UIDL (not offered) it is a hash of the ``TOP n 0``
-        headers (Message-ID, Date, From, Subject) and the size; an over-long or malformed
-        UIDL is hashed. Where two messages would share an identity (duplicate UIDLs, or
-        header hashes that collide), each gets its content hash as well, so two different
-        messages never share a ledger row or a webhook-id.
-        """
-        client = self._client()
-        sizes = {e.num: e.size for e in await client.list()}
-        uids: dict[int, str] = {}
-        try:
-            uids = {e.num: e.uid for e in await client.uidl()}
-        except Pop3ResponseError as exc:
-            if client.capabilities.uidl:
-                # The server offers UIDL: a refusal now is a fault, not a reason to switch
-                # identities (that would re-post everything under new webhook-ids).
-                raise
-            self.p.metrics.pop3_error_response(self.policy.name, exc.code)
-            self.log.warning("uidl_unsupported", detail="using a hash of the headers from TOP")
-        identities: dict[int, str] = {}
-        for num in sorted(sizes):
-            listed = uids.get(num)
-            if listed is None:
-                identities[num] = await self._header_identity(num, sizes[num])
-            elif not _valid_uidl(listed):
-                self.result.identity_problems.append(f"UIDL of message {num} is not RFC 1939")
-                digest = hashlib.sha256(listed.encode("utf-8", "surrogateescape")).hexdigest()
-                identities[num] = "h:" + digest[:40]
-            else:
-                identities[num] = listed
-        keep = await self._tell_apart(identities, sizes)
-        messages = [
-            Message(num=num, uid=uid, size=sizes[num], webhook_id=webhook_id(self.policy.name, uid))
-            for num, uid in identities.items()
-        ]
-        if self.result.identity_problems:
-            self.log.warning("uidl_problems", problems=self.result.identity_problems[:10])
-        return messages, keep
-
-    async def _tell_apart(self, identities: dict[int, str], sizes: dict[int, int]) -> set[str]:
-        """Make identities unique and safe to reconcile; returns ledger keys to keep.
-
-        Two messages never share an identity: where they would (duplicate UIDLs, colliding
-        header hashes), content hashes tell them apart; if the ledger already knows the
-        identity and its deletion is not committed, the earliest message (the one the ledger
-        is about: new mail is appended) keeps it. An identity whose deletion QUIT already
-        committed but that is listed again is a reused UIDL or a new message with the same
-        headers: it gets a content identity too, so it is posted, never deleted unposted.
-        The bare identities of those are kept in the ledger as history.
-        """
-        known = self.p.ledger.rows(self.policy.name)
-
-        def committed(uid: str) -> bool:
-            rows = known.get(uid) or {}
-            return bool(rows) and all(r.committed_at is not None for r in rows.values())
-
-        groups: dict[str, list[int]] = {}
-        for num, uid in identities.items():
-            groups.setdefault(uid, []).append(num)
-        keep: set[str] = set()
-        for uid, nums in groups.items():
-            if len(nums) == 1 and not committed(uid):
-                continue
-            if len(nums) > 1:
-                self.result.identity_problems.append(
-                    f"{len(nums)} messages share the identity {uid!r}; told apart by content"
-                )
-            else:
-                self.result.identity_problems.append(
-                    f"identity {uid!r} is listed again after its deletion was committed; "
-                    "treated as a new message"
-                )
-            if uid in known and not committed(uid):
-                nums = nums[1:]  # the earliest keeps the identity the ledger knows
-            elif uid in known:
-                keep.add(uid)
-            await self._content_identities(uid, nums, sizes, identities)
-        return keep
-
-    async def _header_identity(self, num: int, size: int) -> str:
-        """Identity from Message-ID, Date, From, Subject and size (DESIGN.md), via TOP n 0."""
-        head = await self._client().top(num, 0)
-        wanted = {b"message-id", b"date", b"from", b"subject"}
-        picked: list[bytes] = []
-        for line in head.replace(b"\r\n", b"\n").split(b"\n"):
-            name, sep, value = line.partition(b":")
-            if sep and name.strip().lower() in wanted:
-                picked.append(name.strip().lower() + b":" + value.strip())
-        digest = hashlib.sha256(b"\n".join(sorted(picked)) + b"\nsize:%d" % size).hexdigest()
-        return f"hdr:{digest[:40]}"
-
-    async def _content_identities(
-        self, uid: str, nums: list[int], sizes: dict[int, int], out: dict[int, str]
-    ) -> None:
-        """Give the messages ``nums`` identities from their content (RETR, hashed).
-
-        Oversize messages are not retrieved: their whole header block (TOP n 0) is hashed
-        instead, and they are parked as usual. Byte-identical copies are numbered in server
-        order. Once a copy is gone the rest get new identities, so the worst case is an
-        identical copy posted again, never a message deleted without being posted.
-        """
-        client = self._client()
-        limit = self.policy.max_message_bytes
-        base = uid if len(uid) <= 40 else "h:" + hashlib.sha256(uid.encode()).hexdigest()[:24]
-        copies: dict[str, int] = {}
-
-        def name(num: int, digest: str) -> None:
-            copies[digest] = copies.get(digest, 0) + 1
-            suffix = f"#{copies[digest]}" if copies[digest] > 1 else ""
-            out[num] = f"{base}~{digest}{suffix}"
-
-        small = [n for n in nums if sizes[n] <= limit]
-        for num in (n for n in nums if sizes[n] > limit):
-            head = await client.top(num, 0)
-            name(num, "t" + hashlib.sha256(head + b"size:%d" % sizes[num]).hexdigest()[:23])
-        async for num, raw in client.retr_many(small, max_bytes=limit + max(65536, limit // 8)):
-            name(num, hashlib.sha256(raw).hexdigest()[:24])
 
     # ------------------------------------------------------------------ delivery
 
@@ -827,10 +706,6 @@ class _Session:
         mailbox = self.policy.name
         self.p.metrics.set_oldest_undelivered(mailbox, self.p.ledger.oldest_pending(mailbox))
         self.p.metrics.set_parked(mailbox, self.p.ledger.parked_count(mailbox))
-
-
-def _valid_uidl(uid: str) -> bool:
-    return 0 < len(uid) <= MAX_UIDL_LENGTH and all(0x21 <= ord(c) <= 0x7E for c in uid)
 
 
 __all__ = [

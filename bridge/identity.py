@@ -1,0 +1,184 @@
+"""Message identity across POP3 sessions.
+
+Message numbers last one session; the ledger knows a message by its identity (DESIGN.md):
+
+- its UIDL (RFC 1939 section 7), hashed (``h:...``) when it is over-long or malformed;
+- without UIDL (not offered by the server), a hash of the ``TOP n 0`` headers Message-ID,
+  Date, From, Subject and the size (``hdr:...``);
+- where two messages would share one (duplicate UIDLs, colliding header hashes), or where an
+  identity whose deletion QUIT already committed is listed again (a reused UIDL, new mail with
+  the same headers), a content hash is added (``<id>~<sha256>``), so two different messages
+  never share a ledger row or a webhook-id and nothing is reconciled away unposted. The worst
+  case is an identical copy posted again under a new webhook-id.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+from bridge.errors import Pop3ResponseError
+from bridge.ledger import Row
+from bridge.pop3 import Pop3Client
+from bridge.webhook import webhook_id
+
+__all__ = ["MAX_UIDL_LENGTH", "Inventory", "Message", "retr_limit", "take_inventory"]
+
+MAX_UIDL_LENGTH = 70  # RFC 1939 section 7: 1 to 70 characters in 0x21..0x7E
+
+
+@dataclass(frozen=True)
+class Message:
+    """One message as the server listed it in this session."""
+
+    num: int
+    uid: str
+    size: int
+    webhook_id: str = ""
+
+
+@dataclass
+class Inventory:
+    """The session's messages, oldest (lowest number) first, and what was odd about them."""
+
+    messages: list[Message]
+    history: set[str] = field(default_factory=set)
+    """Ledger keys to keep although no message has them now (committed, then listed again)."""
+    problems: list[str] = field(default_factory=list)
+    uidl_refused: Pop3ResponseError | None = None
+    """The ``-ERR`` to UIDL of a server that does not offer it (header identities used)."""
+
+
+def retr_limit(max_message_bytes: int) -> int:
+    """The RETR size limit: LIST sizes can be a little off (line ends), so allow some slack."""
+    return max_message_bytes + max(65536, max_message_bytes // 8)
+
+
+def valid_uidl(uid: str) -> bool:
+    """True for an RFC 1939 unique-id: 1 to 70 characters in 0x21..0x7E."""
+    return 0 < len(uid) <= MAX_UIDL_LENGTH and all(0x21 <= ord(c) <= 0x7E for c in uid)
+
+
+async def take_inventory(
+    client: Pop3Client,
+    *,
+    mailbox: str,
+    known: Mapping[str, Mapping[str, Row]],
+    max_message_bytes: int,
+) -> Inventory:
+    """LIST and UIDL (TOP / RETR where needed): every message with a safe identity.
+
+    ``known`` is the ledger's rows of ``mailbox`` (read before pruning). A ``-ERR`` to UIDL
+    from a server that offers UIDL is raised: switching identities would repost everything.
+    """
+    sizes = {e.num: e.size for e in await client.list()}
+    found = Inventory(messages=[])
+    uids: dict[int, str] = {}
+    try:
+        uids = {e.num: e.uid for e in await client.uidl()}
+    except Pop3ResponseError as exc:
+        if client.capabilities.uidl:
+            raise
+        found.uidl_refused = exc
+    identities: dict[int, str] = {}
+    for num in sorted(sizes):
+        listed = uids.get(num)
+        if listed is None:
+            identities[num] = await _header_identity(client, num, sizes[num])
+        elif not valid_uidl(listed):
+            found.problems.append(f"UIDL of message {num} is not RFC 1939")
+            digest = hashlib.sha256(listed.encode("utf-8", "surrogateescape")).hexdigest()
+            identities[num] = "h:" + digest[:40]
+        else:
+            identities[num] = listed
+    found.history = await _tell_apart(client, identities, sizes, known, max_message_bytes, found)
+    found.messages = [
+        Message(num=num, uid=uid, size=sizes[num], webhook_id=webhook_id(mailbox, uid))
+        for num, uid in identities.items()
+    ]
+    return found
+
+
+async def _tell_apart(
+    client: Pop3Client,
+    identities: dict[int, str],
+    sizes: dict[int, int],
+    known: Mapping[str, Mapping[str, Row]],
+    max_message_bytes: int,
+    found: Inventory,
+) -> set[str]:
+    """Make identities unique and safe to reconcile; returns ledger keys to keep.
+
+    If the ledger knows a shared identity and its deletion is not committed, the earliest
+    message (the one the ledger is about: new mail is appended) keeps it.
+    """
+
+    def committed(uid: str) -> bool:
+        rows = known.get(uid) or {}
+        return bool(rows) and all(r.committed_at is not None for r in rows.values())
+
+    groups: dict[str, list[int]] = {}
+    for num, uid in identities.items():
+        groups.setdefault(uid, []).append(num)
+    keep: set[str] = set()
+    for uid, nums in groups.items():
+        if len(nums) == 1 and not committed(uid):
+            continue
+        if len(nums) > 1:
+            found.problems.append(
+                f"{len(nums)} messages share the identity {uid!r}; told apart by content"
+            )
+        else:
+            found.problems.append(
+                f"identity {uid!r} is listed again after its deletion was committed; "
+                "treated as a new message"
+            )
+        if uid in known and not committed(uid):
+            nums = nums[1:]  # the earliest keeps the identity the ledger knows
+        elif uid in known:
+            keep.add(uid)
+        await _content_identities(client, uid, nums, sizes, max_message_bytes, identities)
+    return keep
+
+
+async def _header_identity(client: Pop3Client, num: int, size: int) -> str:
+    """Identity from Message-ID, Date, From, Subject and size (DESIGN.md), via TOP n 0."""
+    head = await client.top(num, 0)
+    wanted = {b"message-id", b"date", b"from", b"subject"}
+    picked: list[bytes] = []
+    for line in head.replace(b"\r\n", b"\n").split(b"\n"):
+        name, sep, value = line.partition(b":")
+        if sep and name.strip().lower() in wanted:
+            picked.append(name.strip().lower() + b":" + value.strip())
+    digest = hashlib.sha256(b"\n".join(sorted(picked)) + b"\nsize:%d" % size).hexdigest()
+    return f"hdr:{digest[:40]}"
+
+
+async def _content_identities(
+    client: Pop3Client,
+    uid: str,
+    nums: list[int],
+    sizes: dict[int, int],
+    max_message_bytes: int,
+    out: dict[int, str],
+) -> None:
+    """Give the messages ``nums`` identities from their content (RETR, hashed).
+
+    Oversize messages are not retrieved: their whole header block (TOP n 0) is hashed
+    instead, and they are parked as usual. Byte-identical copies are numbered in server order.
+    """
+    base = uid if len(uid) <= 40 else "h:" + hashlib.sha256(uid.encode()).hexdigest()[:24]
+    copies: dict[str, int] = {}
+
+    def name(num: int, digest: str) -> None:
+        copies[digest] = copies.get(digest, 0) + 1
+        suffix = f"#{copies[digest]}" if copies[digest] > 1 else ""
+        out[num] = f"{base}~{digest}{suffix}"
+
+    small = [n for n in nums if sizes[n] <= max_message_bytes]
+    for num in (n for n in nums if sizes[n] > max_message_bytes):
+        head = await client.top(num, 0)
+        name(num, "t" + hashlib.sha256(head + b"size:%d" % sizes[num]).hexdigest()[:23])
+    async for num, raw in client.retr_many(small, max_bytes=retr_limit(max_message_bytes)):
+        name(num, hashlib.sha256(raw).hexdigest()[:24])
