@@ -83,8 +83,17 @@ def build_parser() -> argparse.ArgumentParser:
         "check", help="connect, authenticate and STAT each mailbox; change nothing"
     )
     with_config(check)
-    validate = sub.add_parser("validate", help="check the config file and exit")
-    validate.add_argument("-c", "--config", required=True, type=Path, metavar="FILE")
+    validate = sub.add_parser(
+        "validate", help="check the config file without connecting anywhere, then exit"
+    )
+    validate.add_argument(
+        "-c",
+        "--config",
+        required=True,
+        type=Path,
+        metavar="FILE",
+        help="YAML config file (see docs/config.md)",
+    )
 
     schema = sub.add_parser("schema", help="print a JSON Schema")
     schema.add_argument("which", choices=["payload", "config"])
@@ -94,7 +103,14 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--quiet", action="store_true", help="print only the summary")
 
     dl = sub.add_parser("dead-letters", help="list the messages spooled to the dead-letter folder")
-    dl.add_argument("-c", "--config", required=True, type=Path, metavar="FILE")
+    dl.add_argument(
+        "-c",
+        "--config",
+        required=True,
+        type=Path,
+        metavar="FILE",
+        help="YAML config file (the dead letters live under its data_dir)",
+    )
     return parser
 
 
@@ -106,6 +122,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"popbridge: {exc}", file=sys.stderr)  # the message lists one line per problem
         return EXIT_USAGE
     except KeyboardInterrupt:
+        return EXIT_FAILED
+    except BrokenPipeError:
+        # The reader went away (`popbridge schema config | head`): stop quietly, and keep
+        # Python from complaining again when it flushes stdout at exit.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
         return EXIT_FAILED
 
 
@@ -131,7 +153,8 @@ def _dispatch(args: argparse.Namespace) -> int:
 
     config = load_config(args.config)
     if args.command == "validate":
-        counts = f"{len(config.mailboxes)} mailboxes, {len(config.webhooks)} webhooks"
+        mailboxes = _plural(len(config.mailboxes), "mailbox")
+        counts = f"{mailboxes}, {_plural(len(config.webhooks), 'webhook')}"
         print(f"{args.config}: ok ({counts})")
         return EXIT_OK
     configure_logging(config.log.level, config.log.format)
@@ -139,8 +162,20 @@ def _dispatch(args: argparse.Namespace) -> int:
         from bridge.deadletter import DeadLetterStore
 
         store = DeadLetterStore(Path(config.data_dir) / "dead-letters")
-        for entry in store.list():
-            print(json.dumps(entry, default=str))
+        letters = store.list()
+        for letter in letters:
+            print(
+                json.dumps(
+                    {
+                        "mailbox": letter.mailbox,
+                        "uidl": letter.uidl,
+                        "reason": letter.reason,
+                        "path": str(letter.eml_path),
+                    }
+                )
+            )
+        if not letters:
+            print(f"no dead letters in {store.directory}", file=sys.stderr)
         return EXIT_OK
     if args.command == "run":
         return asyncio.run(_run(config, args.shard))
@@ -149,6 +184,13 @@ def _dispatch(args: argparse.Namespace) -> int:
     if args.command == "check":
         return asyncio.run(_check(config, args.shard))
     raise AssertionError(args.command)  # argparse only lets known commands through
+
+
+def _plural(count: int, noun: str) -> str:
+    """``1 mailbox``, ``2 mailboxes``, ``2 webhooks``."""
+    if count == 1:
+        return f"{count} {noun}"
+    return f"{count} {noun}{'es' if noun.endswith('x') else 's'}"
 
 
 def _install_signals(stop: asyncio.Event) -> None:

@@ -161,7 +161,7 @@ def _read_secret_file(raw: object, info: ValidationInfo) -> SecretFile:
         with path.open("rb") as fh:
             data = fh.read(_SECRET_FILE_MAX_BYTES + 1)
     except FileNotFoundError:
-        raise ValueError(f"cannot read {path}: no such file") from None
+        raise ValueError(f"cannot read {path}: no such file; create it or fix the path") from None
     except IsADirectoryError:
         raise ValueError(f"cannot read {path}: it is a directory") from None
     except PermissionError:
@@ -719,7 +719,10 @@ def interpolate(value: Any, env: Mapping[str, str], loc: Loc = ()) -> tuple[Any,
                 problems.append(f"{format_loc(where)}: ${{{name}}} is not a valid variable name")
                 return match.group(0)
             if name not in env:
-                problems.append(f"{format_loc(where)}: environment variable {name} is not set")
+                problems.append(
+                    f"{format_loc(where)}: environment variable {name} is not set; "
+                    f"export {name}=... or write the value (or a *_file) in the file"
+                )
                 return match.group(0)
             return env[name]
 
@@ -783,7 +786,8 @@ def _apply_one(
             ]
             if len(matches) != 1:
                 return (
-                    f"no mailbox named like {segment!r} in the file"
+                    f"no mailbox named like {segment!r} in the file; mailboxes are addressed "
+                    "by name in upper case, e.g. POPBRIDGE_MAILBOXES__SUPPORT__PASSWORD_FILE"
                     if not matches
                     else f"{segment!r} matches more than one mailbox"
                 )

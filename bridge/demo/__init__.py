@@ -107,7 +107,7 @@ class DemoReceiver:
         for att in p.get("attachments") or []:
             inline = " (inline)" if att.get("disposition") == "inline" else ""
             self._print(
-                f"    attachment: {att.get('filename')!r} {att.get('content_type')} "
+                f"    attachment: {att.get('filename') or '(no name)'!r} {att.get('content_type')} "
                 f"{att.get('size')} bytes{inline}"
             )
         for defect in (p.get("defects") or [])[:3]:

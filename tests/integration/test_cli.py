@@ -386,3 +386,23 @@ async def test_second_signal_exits_at_once_and_loses_nothing(
     assert code == 0, err
     assert pop3_user.count() == 0
     assert len(receiver.distinct_webhook_ids()) == total
+
+
+def test_a_closed_pipe_ends_output_quietly() -> None:
+    """``popbridge schema config | head`` must not print a traceback when head exits early."""
+    import subprocess
+
+    reader, writer = os.pipe()
+    os.close(reader)  # nobody will read: the first write fails with EPIPE
+    try:
+        proc = subprocess.run(
+            [sys.executable, "-m", "bridge", "schema", "config"],
+            stdout=writer,
+            stderr=subprocess.PIPE,
+            timeout=60,
+            check=False,
+        )
+    finally:
+        os.close(writer)
+    assert proc.returncode == 1
+    assert b"Traceback" not in proc.stderr

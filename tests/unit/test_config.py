@@ -187,7 +187,8 @@ def test_missing_variable_names_key_path_and_variable() -> None:
     data = minimal()
     data["webhooks"]["main"]["secret"] = "${WEBHOOK_SECRET}"
     assert problems_of(data) == [
-        "webhooks.main.secret: environment variable WEBHOOK_SECRET is not set"
+        "webhooks.main.secret: environment variable WEBHOOK_SECRET is not set; "
+        "export WEBHOOK_SECRET=... or write the value (or a *_file) in the file"
     ]
 
 
@@ -247,7 +248,7 @@ def test_missing_secret_file_names_key_and_file(tmp_path: Path) -> None:
     data = minimal(password_file=str(tmp_path / "absent"))
     del data["mailboxes"][0]["password"]
     assert problems_of(data) == [f"mailboxes[0].password_file: cannot read {tmp_path}/absent: "
-                                 "no such file"]  # fmt: skip
+                                 "no such file; create it or fix the path"]  # fmt: skip
 
 
 def test_unreadable_secret_file_is_an_error_without_content(tmp_path: Path) -> None:

@@ -142,7 +142,11 @@ def test_unknown_key_from_environment_suggests_the_right_one() -> None:
 @pytest.mark.parametrize(
     ("var", "expected"),
     [
-        ("POPBRIDGE_MAILBOXES__NOPE__PASSWORD", "no mailbox named like 'NOPE' in the file"),
+        (
+            "POPBRIDGE_MAILBOXES__NOPE__PASSWORD",
+            "no mailbox named like 'NOPE' in the file; mailboxes are addressed by name in upper "
+            "case, e.g. POPBRIDGE_MAILBOXES__SUPPORT__PASSWORD_FILE",
+        ),
         ("POPBRIDGE_WEBHOOKS__NOPE__URL", "no webhook named like 'NOPE' in the file"),
         ("POPBRIDGE_HTTP", "http is a mapping; set its keys one by one"),
         ("POPBRIDGE_MAILBOXES__SUPPORT", "mailboxes[0] is a mapping; set its keys one by one"),

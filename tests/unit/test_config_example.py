@@ -47,7 +47,8 @@ def test_example_config_needs_its_secrets() -> None:
     with pytest.raises(ConfigError) as info:
         load_config(EXAMPLE, env={})
     assert info.value.problems == [
-        "webhooks.main.secret: environment variable WEBHOOK_SECRET is not set"
+        "webhooks.main.secret: environment variable WEBHOOK_SECRET is not set; "
+        "export WEBHOOK_SECRET=... or write the value (or a *_file) in the file"
     ]
 
 

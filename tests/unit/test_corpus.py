@@ -43,6 +43,8 @@ def validator() -> jsonschema.Draft202012Validator:
 
 def test_corpus_is_complete() -> None:
     """The corpus variable points at the real corpus: at least 300 messages are found."""
+    root = os.environ.get("POPBRIDGE_CORPUS", "")
+    assert Path(root).is_dir(), f"POPBRIDGE_CORPUS={root} is not a directory (use an absolute path)"
     assert len(FILES) >= 300, f"only {len(FILES)} files under $POPBRIDGE_CORPUS"
 
 
