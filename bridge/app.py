@@ -217,7 +217,9 @@ class App:
         shard: tuple[int, int] | None = None,
         rng: random.Random | None = None,
         metrics: Metrics | None = None,
+        open_ledger: bool = True,
     ) -> None:
+        """Build every part; ``open_ledger=False`` (``check``) touches nothing on disk."""
         self.config = config
         self.clock = clock or SystemClock()
         self.rng = rng or random.Random()
@@ -230,7 +232,9 @@ class App:
             {m.name: m.poll_interval for m in mailboxes}, clock=self.clock.time
         )
         data_dir = Path(config.data_dir)
-        self.ledger = Ledger(data_dir / "ledger.sqlite3", clock=self.clock.time)
+        self.ledger = Ledger(
+            data_dir / "ledger.sqlite3", clock=self.clock.time, defer_open=not open_ledger
+        )
         self.deadletters = DeadLetterStore(data_dir / "dead-letters")
         self.targets = {name: webhook_target(name, cfg) for name, cfg in config.webhooks.items()}
         self.webhooks = WebhookClient(

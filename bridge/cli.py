@@ -1,6 +1,7 @@
 """The ``popbridge`` command (also ``python -m bridge``).
 
-Exit codes: 0 all went well, 1 something failed (the log says what), 2 bad usage or config.
+Exit codes: 0 all went well; 1 something failed (the log says what); 2 bad usage, config or
+environment (data_dir, ledger, HTTP port); 5 data_dir is locked by another popbridge process.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from bridge import __version__
-from bridge.errors import ConfigError
+from bridge.errors import ConfigError, DataDirError, DataDirLockedError, LedgerError
 
 if TYPE_CHECKING:
     from bridge.config import Config
@@ -24,6 +25,7 @@ if TYPE_CHECKING:
 EXIT_OK = 0
 EXIT_FAILED = 1
 EXIT_USAGE = 2
+EXIT_LOCKED = 5
 
 
 def _shard(text: str) -> tuple[int, int]:
@@ -121,6 +123,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ConfigError as exc:
         print(f"popbridge: {exc}", file=sys.stderr)  # the message lists one line per problem
         return EXIT_USAGE
+    except DataDirLockedError as exc:
+        print(f"popbridge: {exc}", file=sys.stderr)
+        return EXIT_LOCKED
+    except (DataDirError, LedgerError) as exc:
+        print(f"popbridge: {exc}", file=sys.stderr)
+        return EXIT_USAGE
     except KeyboardInterrupt:
         return EXIT_FAILED
     except BrokenPipeError:
@@ -153,6 +161,12 @@ def _dispatch(args: argparse.Namespace) -> int:
 
     config = load_config(args.config)
     if args.command == "validate":
+        from bridge.lock import check_data_dir
+
+        problem = check_data_dir(config.data_dir)
+        if problem:
+            print(f"popbridge: {args.config}: {problem}", file=sys.stderr)
+            return EXIT_USAGE
         mailboxes = _plural(len(config.mailboxes), "mailbox")
         counts = f"{mailboxes}, {_plural(len(config.webhooks), 'webhook')}"
         print(f"{args.config}: ok ({counts})")
@@ -177,10 +191,14 @@ def _dispatch(args: argparse.Namespace) -> int:
         if not letters:
             print(f"no dead letters in {store.directory}", file=sys.stderr)
         return EXIT_OK
-    if args.command == "run":
-        return asyncio.run(_run(config, args.shard))
-    if args.command == "once":
-        return asyncio.run(_once(config, args.shard))
+    if args.command in ("run", "once"):
+        from bridge.lock import DataDirLock
+
+        # Before the ledger is opened: a second process on one data_dir would post twice.
+        with DataDirLock(config.data_dir):
+            if args.command == "run":
+                return asyncio.run(_run(config, args.shard))
+            return asyncio.run(_once(config, args.shard))
     if args.command == "check":
         return asyncio.run(_check(config, args.shard))
     raise AssertionError(args.command)  # argparse only lets known commands through
@@ -194,30 +212,43 @@ def _plural(count: int, noun: str) -> str:
 
 
 def _install_signals(stop: asyncio.Event) -> None:
-    """First SIGTERM/SIGINT: wind down gracefully. Second: exit at once.
+    """First SIGTERM/SIGINT/SIGHUP: wind down gracefully. Second: exit at once.
 
     Exiting at once loses nothing: deletions only take effect at QUIT, and every
     acknowledgement is already in the ledger, so the next run deletes without reposting.
+    SIGHUP (a closed terminal, or an operator expecting a reload) stops gracefully too,
+    saying so, instead of killing the process between DELE and QUIT.
     """
     loop = asyncio.get_running_loop()
 
     def handler(signum: int) -> None:
         if stop.is_set():
             os._exit(128 + signum)
+        import structlog
+
+        structlog.get_logger("bridge").warning(
+            "stopping", signal=signal.Signals(signum).name, detail="finishing in-flight work"
+        )
         stop.set()
 
-    for signum in (signal.SIGTERM, signal.SIGINT):
+    for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
         loop.add_signal_handler(signum, handler, signum)
 
 
 async def _run(config: Config, shard: tuple[int, int] | None) -> int:
     from bridge.app import App
 
-    app = App(config, shard=shard)
     stop = asyncio.Event()
     _install_signals(stop)
+    app = App(config, shard=shard)
     try:
-        port = await app.start_http()
+        try:
+            port = await app.start_http()
+        except OSError as exc:
+            raise ConfigError(
+                f"http.listen {config.http.listen}: cannot serve /metrics there: "
+                f"{exc.strerror or exc}; choose another address or port"
+            ) from exc
         import structlog
 
         structlog.get_logger("bridge").info(
@@ -233,9 +264,9 @@ async def _once(config: Config, shard: tuple[int, int] | None) -> int:
     from bridge.app import App
     from bridge.progress import progress
 
-    app = App(config, shard=shard)
     stop = asyncio.Event()
-    _install_signals(stop)
+    _install_signals(stop)  # before any connection opens
+    app = App(config, shard=shard)
     try:
         async with progress(app.metrics, list(app.mailboxes), sys.stderr):
             ok = await app.once(stop)
@@ -247,7 +278,7 @@ async def _once(config: Config, shard: tuple[int, int] | None) -> int:
 async def _check(config: Config, shard: tuple[int, int] | None) -> int:
     from bridge.app import App
 
-    app = App(config, shard=shard)
+    app = App(config, shard=shard, open_ledger=False)  # check changes nothing, on disk too
     try:
         rows = await app.check()
     finally:

@@ -22,7 +22,9 @@ The tree::
     ├── WebhookError                    a delivery failed (.target, .status, .attempt)
     │   ├── WebhookTransientError       worth retrying: 408/425/429/5xx, timeouts, connection errors
     │   └── WebhookRejectedError        the receiver refused it: other 4xx, 3xx
-    └── LedgerError                     the durable ledger could not be read or written
+    ├── LedgerError                     the durable ledger could not be read or written
+    └── DataDirError                    data_dir cannot be used (exit code 2)
+        └── DataDirLockedError          another live process holds data_dir (exit code 5)
 
 Whether a failure is worth retrying is part of its type: :attr:`BridgeError.transient`.
 Messages never contain a password, token, digest or SASL payload.
@@ -194,3 +196,19 @@ class WebhookRejectedError(WebhookError):
 
 class LedgerError(BridgeError):
     """The durable ledger could not be read or written; check ``data_dir``."""
+
+
+class DataDirError(BridgeError):
+    """``data_dir`` cannot be used: missing permissions, a full disk, a corrupt ledger."""
+
+    def __init__(self, message: str, *, data_dir: str) -> None:
+        super().__init__(message)
+        self.data_dir = data_dir
+
+
+class DataDirLockedError(DataDirError):
+    """Another live process holds the lock on ``data_dir`` (``pid``, when it could be read)."""
+
+    def __init__(self, message: str, *, data_dir: str, pid: int | None) -> None:
+        super().__init__(message, data_dir=data_dir)
+        self.pid = pid

@@ -163,8 +163,9 @@ class Ledger:
         park_base: float = 300.0,
         park_max: float = 86400.0,
         clock: Callable[[], float] = time.time,
+        defer_open: bool = False,
     ) -> None:
-        """Open (creating or migrating) the ledger at ``path``."""
+        """Open (creating or migrating) the ledger at ``path`` (later, with ``defer_open``)."""
         target = Path(path)
         self.path = target / DEFAULT_FILENAME if target.is_dir() else target
         self._park_base = park_base
@@ -174,7 +175,8 @@ class Ledger:
         self._conn: sqlite3.Connection | None = None
         self._batch_depth = 0
         self._unsynced = False
-        self.open()
+        if not defer_open:
+            self.open()
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -189,6 +191,7 @@ class Ledger:
                 return
             try:
                 self.path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+                _private_file(self.path)
                 conn = sqlite3.connect(
                     self.path, isolation_level=None, check_same_thread=False, timeout=10.0
                 )
@@ -680,6 +683,18 @@ class Ledger:
                     raise _missing(mailbox, uidl, (target,))
 
         self._run(action, work, durable=durable, sync=sync)
+
+
+def _private_file(path: Path) -> None:
+    """Create ``path`` mode 0600 (SQLite gives its WAL and shm files the same mode), or
+    take group and other permissions away from an existing one."""
+    try:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
+    except FileExistsError:
+        if path.stat().st_mode & 0o077:
+            path.chmod(0o600)
+        return
+    os.close(fd)
 
 
 def _row(values: tuple[Any, ...]) -> Row:

@@ -1,0 +1,72 @@
+"""Safety under a second process, hostile and slow servers (issue: never delete what was not
+posted, never post twice, never wedge). Each test reproduces a case that once lost or doubled
+mail."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+from tests.dovecot import Dovecot, Pop3User
+from tests.integration.kit import config_dict, make_message, write_config
+from tests.integration.test_cli import _run_service, _stop, popbridge
+from tests.receiver import WebhookReceiver
+
+pytestmark = pytest.mark.dovecot
+
+
+async def test_once_beside_run_on_one_data_dir_exits_5_and_posts_nothing(
+    dovecot: Dovecot, pop3_user: Pop3User, receiver: WebhookReceiver, tmp_path: Path
+) -> None:
+    """`once` while `run` holds data_dir: exit 5 at once, naming data_dir and run's pid;
+    every message is posted exactly once (once: 139 of 300 posted twice before the lock)."""
+    data = tmp_path / "data"
+    config = config_dict(dovecot, pop3_user, receiver.url, data)
+    proc, _ = await _run_service(config, tmp_path)
+    try:
+        pop3_user.deliver_many(make_message(i) for i in range(30))
+        cfg = write_config(tmp_path / "once.yaml", config)
+        code, _, err = await popbridge("once", "-c", str(cfg), within=20)
+        assert code == 5, err
+        assert str(data) in err
+        assert f"pid {proc.pid}" in err
+        assert len(err.strip().splitlines()) == 1
+        second, _, err2 = await popbridge("run", "-c", str(cfg), within=20)
+        assert second == 5, err2
+        await receiver.wait_for(30, within=30)
+    finally:
+        assert await _stop(proc) == 0
+    assert len(receiver.requests) == 30
+    assert len(receiver.distinct_webhook_ids()) == 30
+    assert pop3_user.count() == 0
+    # The lock went with the process: a new `once` runs.
+    code, _, err = await popbridge("once", "-c", str(cfg))
+    assert code == 0, err
+
+
+async def test_ledger_and_data_dir_are_private(
+    dovecot: Dovecot, pop3_user: Pop3User, receiver: WebhookReceiver, tmp_path: Path
+) -> None:
+    """data_dir is created 0700 and the ledger (and its WAL) 0600."""
+    pop3_user.deliver(make_message(1))
+    data = tmp_path / "data"
+    cfg = write_config(tmp_path / "c.yaml", config_dict(dovecot, pop3_user, receiver.url, data))
+    code, _, err = await popbridge("once", "-c", str(cfg))
+    assert code == 0, err
+    assert os.stat(data).st_mode & 0o777 == 0o700
+    for name in os.listdir(data):
+        if name.startswith("ledger.sqlite3"):
+            assert os.stat(data / name).st_mode & 0o777 == 0o600, name
+
+
+async def test_check_creates_nothing_on_disk(
+    dovecot: Dovecot, pop3_user: Pop3User, receiver: WebhookReceiver, tmp_path: Path
+) -> None:
+    """`check` (documented: changes nothing) neither creates data_dir nor the ledger."""
+    data = tmp_path / "data"
+    cfg = write_config(tmp_path / "c.yaml", config_dict(dovecot, pop3_user, receiver.url, data))
+    code, _, err = await popbridge("check", "-c", str(cfg))
+    assert code == 0, err
+    assert not data.exists()
