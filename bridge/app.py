@@ -122,8 +122,8 @@ def client_factory(cfg: MailboxConfig) -> Callable[[], Awaitable[Pop3Client]]:
             timeouts=Timeouts(
                 connect=cfg.connect_timeout,
                 read=cfg.command_timeout,
-                # a whole command, a large RETR included, may take longer than one read
-                command=max(cfg.command_timeout * 5, 300.0),
+                command=cfg.command_timeout,
+                min_rate=cfg.min_transfer_rate,
             ),
             mailbox=cfg.name,
         )

@@ -482,8 +482,19 @@ class MailboxConfig(_Model):
     strict_order: bool = Field(
         default=False, description="deliver one at a time, in server order; stop at a failure"
     )
-    connect_timeout: float = Field(default=30.0, gt=0, description="seconds")
-    command_timeout: float = Field(default=60.0, gt=0, description="seconds per POP3 command")
+    connect_timeout: float = Field(
+        default=30.0, gt=0, description="seconds for TCP connect, TLS handshake and greeting"
+    )
+    command_timeout: float = Field(
+        default=60.0,
+        gt=0,
+        description="seconds for a one-line POP3 reply in total; the idle limit of a long one",
+    )
+    min_transfer_rate: float = Field(
+        default=2048.0,
+        gt=0,
+        description="octets/s a RETR (or listing) must average after command_timeout",
+    )
     include_raw: bool = Field(default=False, description="put the raw message in the payload")
     max_attachment_bytes: int | None = Field(
         default=None, ge=0, description="attachments above this are sent with omitted=true"

@@ -82,7 +82,8 @@ class Fault:
     close), ``reply`` (send ``payload`` instead of the answer), ``delay`` (wait ``seconds``, then
     answer), ``drop_mid`` (send half the answer, then close), ``no_terminator`` (send the
     answer without its ``.`` line and go silent), ``endless_line`` (stream a line that never
-    ends). It fires on the ``nth`` matching command, ``times`` times in a row (0: forever).
+    ends), ``trickle`` (send the answer at ``seconds`` octets per second). It fires on the
+    ``nth`` matching command, ``times`` times in a row (0: forever).
     """
 
     verb: str
@@ -166,6 +167,10 @@ class FakePop3Server:
         self.committed: list[str] = []
         """UIDs removed by successful QUITs, in order."""
         self.faults: list[Fault] = []
+        self.list_size_factor = 1.0
+        """LIST (and STAT) report each size times this: below 1, a server that understates."""
+        self.stat_says_empty = False
+        """STAT answers ``+OK 0 0`` whatever the maildrop holds (a broken server)."""
         self.locked = False
         self._uid_seq = itertools.count(1)
         self._server: asyncio.Server | None = None
@@ -261,6 +266,12 @@ class FakePop3Server:
         """Wait ``seconds`` before answering ``verb``."""
         return self._fault(verb, "delay", seconds=seconds, nth=nth, times=times)
 
+    def trickle_on(
+        self, verb: str, octets_per_second: float, *, nth: int = 1, times: int = 1
+    ) -> Fault:
+        """Send the answer to the ``nth`` ``verb`` (``"GREETING"`` too) this slowly."""
+        return self._fault(verb, "trickle", seconds=octets_per_second, nth=nth, times=times)
+
     def drop_mid_response_on(self, verb: str, *, nth: int = 1) -> Fault:
         """Send half of the (multi-line) answer to ``verb``, then close."""
         return self._fault(verb, "drop_mid", nth=nth)
@@ -339,6 +350,13 @@ class FakePop3Server:
                 await writer.drain()
                 await session.reader.read()  # silent until the client hangs up
                 raise _Closed
+            elif action == "trickle":
+                step = max(1, int(fault.seconds / 10))
+                for start in range(0, len(answer), step):
+                    writer.write(answer[start : start + step])
+                    await writer.drain()
+                    await asyncio.sleep(step / fault.seconds)
+                answer = b""
             elif action == "endless_line":
                 writer.write(b"+OK ")
                 chunk = b"x" * 65536
@@ -481,16 +499,21 @@ class FakePop3Server:
         await self._continue(session, base64.b64encode(error))  # the client acknowledges
         return b"-ERR [AUTH] invalid token\r\n"
 
+    def _listed(self, msg: FakeMessage) -> int:
+        return int(msg.size * self.list_size_factor)
+
     def _transaction(self, session: _Session, verb: str, args: list[str]) -> bytes:
         live = [
             (num, msg) for num, msg in enumerate(session.snapshot, 1) if num not in session.marked
         ]
         if verb == "STAT":
-            return f"+OK {len(live)} {sum(m.size for _, m in live)}\r\n".encode()
+            if self.stat_says_empty:
+                return b"+OK 0 0\r\n"
+            return f"+OK {len(live)} {sum(self._listed(m) for _, m in live)}\r\n".encode()
         if verb in {"LIST", "UIDL"} and (verb == "LIST" or self.uidl):
 
             def item(num: int, msg: FakeMessage) -> str:
-                return f"{num} {msg.size if verb == 'LIST' else msg.uid}"
+                return f"{num} {self._listed(msg) if verb == 'LIST' else msg.uid}"
 
             if args:
                 found = self._message(session, args[0])

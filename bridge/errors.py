@@ -89,7 +89,11 @@ class Pop3LineTooLongError(Pop3ProtocolError):
 
 
 class Pop3MessageTooLargeError(Pop3ProtocolError):
-    """A retrieved message exceeded the caller's size limit; the connection has been closed."""
+    """A retrieved message exceeded the caller's size limit.
+
+    Its body was read to the end and dropped, so the session can go on (``connection_kept``);
+    only a body that went on far past the limit closed the connection.
+    """
 
     transient = False
 
@@ -98,6 +102,7 @@ class Pop3MessageTooLargeError(Pop3ProtocolError):
     ):
         super().__init__(message, command=command, mailbox=mailbox)
         self.limit = limit
+        self.connection_kept = False
 
 
 class Pop3TLSError(Pop3Error):

@@ -12,6 +12,12 @@ sent, then QUIT answered ``+OK``). Rows stay until :meth:`Ledger.prune` sees the
 UIDL gone from the server, so a message the server failed to remove is deleted
 again on reconcile and never posted twice.
 
+A done row also keeps the proof of what was acknowledged: ``raw_size`` and ``raw_sha256`` of
+the message as retrieved (``top:<sha256>`` of its header block for a headers-only payload).
+A message is deleted on reconcile only when the server's copy has that content: an identity
+the server gave to another message since (positional UIDLs, a rebuilt UID list, a server
+without UIDL and look-alike headers) is then a new message, not one to delete.
+
 SQLite in WAL mode. Every write commits at once and is on disk (the WAL fsynced) when it
 returns, with two ways to share that cost (group commit, for throughput):
 
@@ -47,14 +53,16 @@ from bridge.errors import LedgerError
 __all__ = [
     "DEFAULT_FILENAME",
     "SCHEMA_VERSION",
+    "Content",
     "Ledger",
     "Row",
     "RowState",
     "SeenMessage",
+    "identity_base",
     "park_backoff",
 ]
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 """``PRAGMA user_version`` of the schema this code writes."""
 
 DEFAULT_FILENAME = "ledger.sqlite3"
@@ -79,6 +87,14 @@ _PENDING = (RowState.SEEN, RowState.TRANSIENT)
 SeenMessage = tuple[str, str, int | None]
 """``(uidl, webhook_id, size)`` of a message seen for the first time."""
 
+Content = tuple[int, str]
+"""``(raw_size, raw_sha256)``: what was acknowledged, the proof a reconcile DELE needs."""
+
+
+def identity_base(key: str) -> str:
+    """The listed identity a ledger key derives from: ``u`` for ``u~<content hash>``."""
+    return key.split("~", 1)[0]
+
 
 @dataclass(frozen=True, slots=True)
 class Row:
@@ -97,6 +113,8 @@ class Row:
     updated_at: float
     dele_sent_at: float | None
     committed_at: float | None
+    raw_size: int | None = None
+    raw_sha256: str | None = None
 
     @property
     def done(self) -> bool:
@@ -133,12 +151,18 @@ CREATE TABLE deliveries (
 CREATE INDEX deliveries_by_state ON deliveries (mailbox, state, first_seen_at);
 """
 
-_MIGRATIONS: dict[int, str] = {1: _SCHEMA}
+_MIGRATIONS: dict[int, str] = {
+    1: _SCHEMA,
+    2: """
+ALTER TABLE deliveries ADD COLUMN raw_size INTEGER;
+ALTER TABLE deliveries ADD COLUMN raw_sha256 TEXT
+""",
+}
 """``user_version`` reached -> the SQL that reaches it from the version before."""
 
 _COLUMNS = (
     "mailbox, uidl, target, state, attempts, last_error, next_attempt_at, webhook_id, "
-    "first_seen_at, size, updated_at, dele_sent_at, committed_at"
+    "first_seen_at, size, updated_at, dele_sent_at, committed_at, raw_size, raw_sha256"
 )
 _ERROR_CHARS = 1000
 # Queries assembled only from the constants above, never from input.
@@ -447,10 +471,14 @@ class Ledger:
         targets: str | Iterable[str],
         now: float | None = None,
         *,
+        content: Content | None = None,
         durable: bool = True,
         sync: bool = True,
     ) -> None:
         """Record that ``targets`` (one name or several) acknowledged the message.
+
+        ``content`` is the ``(raw_size, raw_sha256)`` of what they acknowledged: without it
+        a later reconcile cannot prove the server's copy is that message, and posts it again.
 
         Durable when it returns. With ``sync=False`` it is committed (it survives the
         process being killed) but its fsync waits for the next :meth:`sync`; with
@@ -464,20 +492,24 @@ class Ledger:
             mailbox,
             uidl,
             names,
-            "state = ?, attempts = attempts + 1, last_error = NULL, next_attempt_at = NULL",
-            (RowState.ACKED,),
+            "state = ?, attempts = attempts + 1, last_error = NULL, next_attempt_at = NULL, "
+            "raw_size = ?, raw_sha256 = ?",
+            (RowState.ACKED, *(content or (None, None))),
             now,
             durable=durable,
             sync=sync,
         )
 
     def mark_acked_many(
-        self, mailbox: str, acks: Iterable[tuple[str, str]], now: float | None = None
+        self,
+        mailbox: str,
+        acks: Iterable[tuple[str, str, Content | None]],
+        now: float | None = None,
     ) -> None:
-        """Record several ``(uidl, target)`` acknowledgements with one fsync."""
+        """Record several ``(uidl, target, content)`` acknowledgements with one fsync."""
         with self.batch():
-            for uidl, target in acks:
-                self.mark_acked(mailbox, uidl, target, now, durable=False)
+            for uidl, target, content in acks:
+                self.mark_acked(mailbox, uidl, target, now, content=content, durable=False)
 
     def mark_transient(
         self,
@@ -507,11 +539,13 @@ class Ledger:
         error: str,
         next_attempt_at: float | None = None,
         now: float | None = None,
+        *,
+        backoff_base: float | None = None,
     ) -> float:
         """Park a rejected message for ``target``; returns its next attempt time.
 
         With ``next_attempt_at=None`` the wait grows with the attempts:
-        ``now + park_backoff(attempts)``.
+        ``now + park_backoff(attempts)`` from ``backoff_base`` (default: the ledger's).
         """
         stamp = self._now(now)
 
@@ -525,7 +559,8 @@ class Ledger:
             attempts = int(found[0]) + 1
             when = next_attempt_at
             if when is None:
-                when = stamp + park_backoff(attempts, base=self._park_base, cap=self._park_max)
+                base = self._park_base if backoff_base is None else backoff_base
+                when = stamp + park_backoff(attempts, base=base, cap=self._park_max)
             conn.execute(
                 "UPDATE deliveries SET state = ?, attempts = ?, last_error = ?, "
                 "next_attempt_at = ?, updated_at = ? WHERE mailbox = ? AND uidl = ? AND target = ?",
@@ -536,7 +571,13 @@ class Ledger:
         return self._run("mark_parked", work, durable=True)
 
     def mark_dead_lettered(
-        self, mailbox: str, uidl: str, reason: str, now: float | None = None
+        self,
+        mailbox: str,
+        uidl: str,
+        reason: str,
+        now: float | None = None,
+        *,
+        content: Content | None = None,
     ) -> None:
         """Record that the message was spooled to the dead-letter store: every target is done.
 
@@ -549,8 +590,17 @@ class Ledger:
         def work(conn: sqlite3.Connection) -> None:
             cursor = conn.execute(
                 "UPDATE deliveries SET state = ?, last_error = ?, next_attempt_at = NULL, "
-                "updated_at = ? WHERE mailbox = ? AND uidl = ? AND state != ?",
-                (RowState.DEAD_LETTERED, _clip(reason), stamp, mailbox, uidl, RowState.ACKED),
+                "updated_at = ?, raw_size = ?, raw_sha256 = ? "
+                "WHERE mailbox = ? AND uidl = ? AND state != ?",
+                (
+                    RowState.DEAD_LETTERED,
+                    _clip(reason),
+                    stamp,
+                    *(content or (None, None)),
+                    mailbox,
+                    uidl,
+                    RowState.ACKED,
+                ),
             )
             if cursor.rowcount == 0:
                 raise _missing(mailbox, uidl, ())
@@ -626,24 +676,37 @@ class Ledger:
         """
         names = tuple(keep)
         marks = ", ".join("?" * len(names))
-        sql = f"DELETE FROM deliveries WHERE mailbox = ? AND target NOT IN ({marks})"  # noqa: S608
+        where = f"mailbox = ? AND target NOT IN ({marks})"
+        if not self._read(f"SELECT 1 FROM deliveries WHERE {where} LIMIT 1", (mailbox, *names)):  # noqa: S608
+            return 0  # nothing to forget: no write, no fsync (the common, idle case)
+        sql = f"DELETE FROM deliveries WHERE {where}"  # noqa: S608
         return int(
             self._run(
                 "forget_targets", lambda c: c.execute(sql, (mailbox, *names)).rowcount, durable=True
             )
         )
 
+    def known_uidls(self, mailbox: str) -> set[str]:
+        """Every ledger key of ``mailbox``."""
+        sql = "SELECT DISTINCT uidl FROM deliveries WHERE mailbox = ?"
+        return {str(r[0]) for r in self._read(sql, (mailbox,))}
+
     def prune(self, mailbox: str, present_uidls: Collection[str]) -> int:
-        """Delete the rows of messages no longer on the server; returns how many messages."""
+        """Delete the rows of messages no longer on the server; returns how many messages.
+
+        A key ``u~<hash>`` (a message told apart by content) stays while ``u`` is listed.
+        Writes nothing when nothing is gone.
+        """
+        present = set(present_uidls)
+        gone = {
+            key
+            for key in self.known_uidls(mailbox)
+            if key not in present and identity_base(key) not in present
+        }
+        if not gone:
+            return 0
 
         def work(conn: sqlite3.Connection) -> int:
-            known = {
-                r[0]
-                for r in conn.execute(
-                    "SELECT DISTINCT uidl FROM deliveries WHERE mailbox = ?", (mailbox,)
-                )
-            }
-            gone = known.difference(present_uidls)
             conn.executemany(
                 "DELETE FROM deliveries WHERE mailbox = ? AND uidl = ?",
                 [(mailbox, uidl) for uidl in gone],
@@ -698,7 +761,10 @@ def _private_file(path: Path) -> None:
 
 
 def _row(values: tuple[Any, ...]) -> Row:
-    (mailbox, uidl, target, state, attempts, error, nxt, wid, first, size, upd, dele, com) = values
+    (mailbox, uidl, target, state, attempts, error, nxt, wid, first, size, upd, dele, com) = values[
+        :13
+    ]
+    raw_size, raw_sha256 = values[13:15]
     return Row(
         mailbox=str(mailbox),
         uidl=str(uidl),
@@ -713,6 +779,8 @@ def _row(values: tuple[Any, ...]) -> Row:
         updated_at=float(upd),
         dele_sent_at=None if dele is None else float(dele),
         committed_at=None if com is None else float(com),
+        raw_size=None if raw_size is None else int(raw_size),
+        raw_sha256=None if raw_sha256 is None else str(raw_sha256),
     )
 
 

@@ -12,6 +12,7 @@ from bridge.errors import (
     Pop3CommandArgumentError,
     Pop3ConnectionError,
     Pop3LineTooLongError,
+    Pop3MessageTooLargeError,
     Pop3ProtocolError,
     Pop3ResponseError,
     Pop3TimeoutError,
@@ -119,11 +120,20 @@ class ClientCore:
     # ------------------------------------------------------------------ helpers
 
     @asynccontextmanager
-    async def _bounded(self, verb: str) -> AsyncIterator[None]:
-        """Bound one command by ``Timeouts.command`` and the session deadline."""
+    async def _bounded(
+        self, verb: str, *, multiline: bool = False, within: float | None = None
+    ) -> AsyncIterator[None]:
+        """Bound one command by the session deadline and, for a single-line reply, by
+        ``Timeouts.command`` in total (or ``within`` seconds).
+
+        A multi-line reply has no total bound here: the wire layer ends it when no byte came
+        for ``Timeouts.read`` or it falls below ``Timeouts.min_rate``, so a large message on
+        a slow link gets through and a trickle does not.
+        """
         deadline = self._session_deadline
-        if self.timeouts.command is not None:
-            end = asyncio.get_running_loop().time() + self.timeouts.command
+        total = within if within is not None else (None if multiline else self.timeouts.command)
+        if total is not None:
+            end = asyncio.get_running_loop().time() + total
             deadline = end if deadline is None else min(deadline, end)
         try:
             async with asyncio.timeout_at(deadline):
@@ -187,7 +197,7 @@ class ClientCore:
         """Send a multi-line command and return its body; ``-ERR`` raises the typed error."""
         line = encode_command(verb, *args)
         conn = self._connection(verb)
-        async with self._bounded(verb):
+        async with self._bounded(verb, multiline=True):
             reply = await conn.request(
                 line,
                 verb,
@@ -197,8 +207,21 @@ class ClientCore:
             )
         if not reply.response.ok:
             raise self._error(reply.response, verb)
+        if reply.too_large:
+            raise self._too_large(verb, max_bytes)
         assert reply.data is not None  # multi-line +OK always carries a body
         return reply.data
+
+    def _too_large(self, verb: str, max_bytes: int | None) -> Pop3MessageTooLargeError:
+        """The error for a body that passed ``max_bytes`` and was dropped; the session goes on."""
+        error = Pop3MessageTooLargeError(
+            f"the message is larger than the limit of {max_bytes} octets; it was skipped",
+            limit=max_bytes or 0,
+            command=verb,
+            mailbox=self.mailbox,
+        )
+        error.connection_kept = True
+        return error
 
     def _lines(self, data: bytes, verb: str) -> list[str]:
         """The lines of a listing body, each bounded by ``max_line_length``."""

@@ -6,6 +6,7 @@ import builtins
 import collections
 from collections.abc import AsyncIterator, Iterable
 
+from bridge.errors import Pop3Error, Pop3MessageTooLargeError, Pop3ResponseError
 from bridge.pop3._core import ClientCore
 from bridge.pop3.responses import ListEntry, Stat, UidlEntry
 from bridge.pop3.wire import PendingReply, encode_command
@@ -64,7 +65,8 @@ class RetrievalMixin(ClientCore):
         """``RETR n``: the message exactly as stored, with CRLF line ends.
 
         Past ``max_bytes`` (default: the client's ``max_message_size``) it raises
-        :class:`~bridge.errors.Pop3MessageTooLargeError` and closes the connection.
+        :class:`~bridge.errors.Pop3MessageTooLargeError`; the rest of the body is read and
+        dropped, so the session goes on (only a body far past the limit closes it).
         """
         return await self._multiline("RETR", self._num(num), max_bytes=self._limit(max_bytes))
 
@@ -81,13 +83,40 @@ class RetrievalMixin(ClientCore):
         window: int = DEFAULT_WINDOW,
         max_bytes: int | None = None,
     ) -> AsyncIterator[tuple[int, bytes]]:
-        """Yield ``(num, message)`` for each number, in order.
+        """Yield ``(num, message)`` for each number, in order; the first failure raises.
+
+        See :meth:`retr_each`, which yields a refused or too-large message as an error and
+        goes on with the others.
+        """
+        items = self.retr_each(nums, window=window, max_bytes=max_bytes)
+        try:
+            async for num, item in items:
+                if isinstance(item, Pop3Error):
+                    raise item
+                yield num, item
+        finally:
+            await items.aclose()  # type: ignore[attr-defined]  # an async generator
+
+    async def retr_each(
+        self,
+        nums: Iterable[int],
+        *,
+        window: int = DEFAULT_WINDOW,
+        max_bytes: int | None = None,
+    ) -> AsyncIterator[tuple[int, bytes | Pop3Error]]:
+        """Yield ``(num, message or error)`` for each number, in order.
+
+        A ``-ERR`` (a message gone since LIST, a server fault) yields the typed
+        :class:`~bridge.errors.Pop3ResponseError`, and a message past ``max_bytes`` yields
+        :class:`~bridge.errors.Pop3MessageTooLargeError` (its body was read and dropped):
+        either is a complete reply, so the session goes on with the next message. A
+        connection, timeout or protocol failure raises (and closes the connection).
 
         With PIPELINING (announced and logged in) up to ``window`` RETRs are in flight;
         otherwise one at a time. Other commands (``dele`` of a message already yielded,
-        ``noop``) may be sent between items; their replies are read in order. A failure with
-        replies outstanding closes the connection; stopping early leaves the session usable
-        (the outstanding replies are read and dropped by the next command).
+        ``noop``) may be sent between items; their replies are read in order. Stopping early
+        leaves the session usable (the outstanding replies are read and dropped by the next
+        command).
 
         Memory: a command sent between items reads the outstanding replies first, so up to
         ``window`` messages may be held at once; lower ``window`` for very large messages.
@@ -96,11 +125,19 @@ class RetrievalMixin(ClientCore):
         """
         todo = [self._num(num) for num in nums]
         conn = self._connection("RETR")
+        limit = self._limit(max_bytes)
         if not conn.pipelining or window <= 1:
             for num in todo:
-                yield int(num), await self.retr(int(num), max_bytes=max_bytes)
+                try:
+                    data: bytes | Pop3Error = await self.retr(int(num), max_bytes=limit)
+                except Pop3MessageTooLargeError as exc:
+                    if not exc.connection_kept:
+                        raise
+                    data = exc
+                except Pop3ResponseError as exc:
+                    data = exc
+                yield int(num), data
             return
-        limit = self._limit(max_bytes)
         queue: collections.deque[tuple[str, PendingReply]] = collections.deque()
         refill_at = window // 2
         sent = 0
@@ -118,13 +155,16 @@ class RetrievalMixin(ClientCore):
                     queue.extend(zip(batch, pendings, strict=True))
                     await conn.drain()
                 num, pending = queue[0]
-                async with self._bounded("RETR"):
+                async with self._bounded("RETR", multiline=True):
                     reply = await conn.wait(pending)
                 queue.popleft()
                 if not reply.response.ok:
-                    raise self._error(reply.response, "RETR")
-                assert reply.data is not None
-                yield int(num), reply.data
+                    yield int(num), self._error(reply.response, "RETR")
+                elif reply.too_large:
+                    yield int(num), self._too_large("RETR", limit)
+                else:
+                    assert reply.data is not None
+                    yield int(num), reply.data
         except GeneratorExit:
             raise  # the consumer stopped early: leftover replies are read and dropped later
         except BaseException as exc:

@@ -49,8 +49,10 @@ class SessionMixin(ClientCore):
         self.greeting = None
         context = self.ssl_context() if self.tls_mode is TlsMode.IMPLICIT else None
         where = f"{self.host}:{self.port}"
+        # connect_timeout bounds TCP connect, the TLS handshake and the greeting together.
+        connect_deadline = None if timeouts.connect is None else loop.time() + timeouts.connect
         try:
-            async with asyncio.timeout(timeouts.connect):
+            async with asyncio.timeout_at(connect_deadline):
                 reader, writer = await asyncio.open_connection(
                     self.host,
                     self.port,
@@ -79,10 +81,20 @@ class SessionMixin(ClientCore):
             read_timeout=timeouts.read,
             max_line_length=self.max_line_length,
             mailbox=self.mailbox,
+            min_rate=timeouts.min_rate,
         )
         try:
-            async with self._bounded("greeting"):
-                response = await self._conn.read_greeting()
+            left = None if connect_deadline is None else max(connect_deadline - loop.time(), 0)
+            try:
+                async with self._bounded("greeting", within=left):
+                    response = await self._conn.read_greeting()
+            except Pop3TimeoutError as exc:
+                raise Pop3TimeoutError(
+                    f"no complete greeting from {where} within {timeouts.connect} s "
+                    "(connect_timeout); connection closed",
+                    command="greeting",
+                    mailbox=self.mailbox,
+                ) from exc
             if not response.ok:
                 raise self._error(response, "greeting")
             self.greeting = Greeting.parse(response.text)
@@ -97,7 +109,7 @@ class SessionMixin(ClientCore):
     async def capa(self) -> Capabilities:
         """Ask ``CAPA``; a ``-ERR`` gives an empty set with ``known=False`` (RFC 1939 server)."""
         conn = self._connection("CAPA")
-        async with self._bounded("CAPA"):
+        async with self._bounded("CAPA", multiline=True):
             reply = await conn.request(
                 b"CAPA\r\n",
                 "CAPA",

@@ -20,6 +20,7 @@ import contextlib
 import logging
 import re
 import ssl
+import time
 from collections.abc import Iterable
 from dataclasses import dataclass
 
@@ -56,6 +57,8 @@ STREAM_LIMIT = 1 << 20
 
 READ_CHUNK = 1 << 18
 SHRINK_AFTER = 1024 * 1024  # consumed bytes after which the read buffer is reallocated
+DISCARD_FACTOR = 8  # a too-large body is read and dropped up to this many times the limit
+DISCARD_FLOOR = 64 * 1024 * 1024  # ... and at least this many octets, before giving up
 
 # A line that is only "." ends a multi-line response. The search starts at the LF that ended
 # the status line, so an empty body (".\r\n" right after the status line) needs no special case.
@@ -121,12 +124,19 @@ class FrameReader:
         *,
         read_timeout: float | None,
         max_line_length: int = DEFAULT_MAX_LINE_LENGTH,
+        min_rate: float | None = None,
     ) -> None:
         self._reader = reader
         self._buf = bytearray(b"\n")
         self._pos = 1
         self.read_timeout = read_timeout
+        """Longest wait for any byte while a reply is due (the idle timeout)."""
         self.max_line_length = max_line_length
+        self.discard_floor = DISCARD_FLOOR
+        """A too-large body is dropped up to max(DISCARD_FACTOR x limit, this) octets."""
+        self.min_rate = min_rate
+        """Octets per second a multi-line body must average once ``read_timeout`` has passed
+        since its status line: a trickle ends, a slow but steady transfer goes on."""
 
     def discard_buffer(self) -> int:
         """Drop everything buffered but not yet read (at the STLS switch); returns the count."""
@@ -146,11 +156,17 @@ class FrameReader:
             del self._buf[: self._pos - 1]
             self._pos = 1
 
-    async def _fill(self) -> None:
+    async def _fill(self, rate: _RateWatch | None = None) -> None:
+        wait = self.read_timeout
+        if rate is not None:
+            left = rate.time_left()
+            wait = left if wait is None else min(wait, left)
         try:
-            async with asyncio.timeout(self.read_timeout):
+            async with asyncio.timeout(wait):
                 data = await self._reader.read(READ_CHUNK)
         except TimeoutError as exc:
+            if rate is not None and rate.time_left() <= 0:
+                raise Pop3TimeoutError(rate.describe() + "; connection closed") from exc
             raise Pop3TimeoutError(
                 f"the server sent nothing for {self.read_timeout} s; connection closed"
             ) from exc
@@ -159,6 +175,8 @@ class FrameReader:
         if not data:
             raise Pop3ConnectionError("the server closed the connection")
         self._buf += data
+        if rate is not None:
+            rate.received += len(data)
 
     async def read_status(self, *, allow_continuation: bool = False) -> Response:
         """Read one status line (``+OK``, ``-ERR``, or ``+`` when ``allow_continuation``)."""
@@ -181,31 +199,51 @@ class FrameReader:
 
     async def read_body(
         self, *, max_bytes: int | None = None, max_line: int | None = None
-    ) -> bytes:
+    ) -> bytes | None:
         """Read a multi-line body up to its ``.`` line; unstuffed, CRLF line ends.
 
-        ``max_bytes`` bounds the returned size exactly; reading stops early (at 4/3 of it,
-        the most dot-stuffing can add) so memory stays bounded. ``max_line`` bounds each line.
+        ``max_bytes`` bounds the returned size exactly; past it (at 4/3 of it on the wire,
+        the most dot-stuffing can add) the rest of the body is read and dropped, so memory
+        stays bounded and the session can go on, and None is returned. A body that goes on
+        past :data:`DISCARD_FACTOR` times the limit raises
+        :class:`~bridge.errors.Pop3MessageTooLargeError`. ``max_line`` bounds each line.
+        Bounded by the idle timeout and, with ``min_rate``, by a minimum average rate.
         """
         self._compact()
         buf = self._buf
         start = self._pos
         wire_limit = None if max_bytes is None else max_bytes * 4 // 3 + 8
+        rate = None if self.min_rate is None else _RateWatch(self.min_rate, self.read_timeout)
+        if rate is not None:
+            rate.received = len(buf) - start  # already buffered (pipelined replies)
         search_from = start - 1
+        dropped = 0
         while True:
             match = _TERMINATOR.search(buf, search_from)
             if match is not None:
                 break
             end = len(buf)
-            search_from = max(start - 1, end - 3)
             if wire_limit is not None and end - start > wire_limit:
-                raise Pop3MessageTooLargeError(
-                    f"the message is larger than the limit of {max_bytes} octets",
-                    limit=max_bytes or 0,
-                )
+                # Too large: keep reading to the terminator, dropping what arrives, so the
+                # next reply still pairs with its command.
+                keep = 3  # enough of a split "\n.\r" to find the terminator across reads
+                dropped += end - start - keep
+                del buf[start : end - keep]
+                end = len(buf)
+                if dropped > max(DISCARD_FACTOR * (max_bytes or 0), self.discard_floor):
+                    raise Pop3MessageTooLargeError(
+                        f"the message is larger than the limit of {max_bytes} octets and "
+                        f"did not end within {dropped} octets",
+                        limit=max_bytes or 0,
+                    )
+            search_from = max(start - 1, end - 3)
             if max_line is not None and end - buf.rfind(b"\n", start - 1) - 1 > max_line:
                 raise Pop3LineTooLongError(f"a response line passed {max_line} octets")
-            await self._fill()
+            await self._fill(rate)
+        if dropped:
+            self._pos = match.end()
+            self._compact()
+            return None
         cut = match.start() + 1
         # One copy out of the buffer (a bytearray slice would be a second one).
         with memoryview(buf) as view:
@@ -216,11 +254,32 @@ class FrameReader:
         if data:
             data = unstuff(data)
         if max_bytes is not None and len(data) > max_bytes:
-            raise Pop3MessageTooLargeError(
-                f"the message ({len(data)} octets) is larger than the limit of {max_bytes}",
-                limit=max_bytes,
-            )
+            return None  # complete but too large: the stream is still in step
         return data
+
+
+class _RateWatch:
+    """The minimum-rate rule for one body: after ``grace`` seconds, ``min_rate`` on average."""
+
+    __slots__ = ("grace", "min_rate", "received", "started")
+
+    def __init__(self, min_rate: float, grace: float | None) -> None:
+        self.min_rate = min_rate
+        self.grace = grace or 0.0
+        self.started = time.monotonic()
+        self.received = 0
+
+    def time_left(self) -> float:
+        """Seconds until the bytes received so far fall below the required average."""
+        due = self.started + self.grace + self.received / self.min_rate
+        return due - time.monotonic()
+
+    def describe(self) -> str:
+        took = time.monotonic() - self.started
+        return (
+            f"the server sent {self.received} octets in {took:.0f} s, below the minimum "
+            f"transfer rate of {self.min_rate:.0f} octets/s (min_transfer_rate)"
+        )
 
 
 @dataclass(slots=True)
@@ -229,6 +288,8 @@ class Reply:
 
     response: Response
     data: bytes | None = None
+    too_large: bool = False
+    """The body passed its size limit and was read and dropped (``data`` is None)."""
 
 
 @dataclass(slots=True, eq=False)
@@ -259,9 +320,10 @@ class Connection:
         read_timeout: float | None,
         max_line_length: int = DEFAULT_MAX_LINE_LENGTH,
         mailbox: str | None = None,
+        min_rate: float | None = None,
     ) -> None:
         self.frames = FrameReader(
-            reader, read_timeout=read_timeout, max_line_length=max_line_length
+            reader, read_timeout=read_timeout, max_line_length=max_line_length, min_rate=min_rate
         )
         self._writer = writer
         self._pending: collections.deque[PendingReply] = collections.deque()
@@ -394,7 +456,7 @@ class Connection:
         response = await self.frames.read_status(allow_continuation=head.allow_continuation)
         if head.multiline and response.ok:
             data = await self.frames.read_body(max_bytes=head.max_bytes, max_line=head.max_line)
-            return Reply(response, data)
+            return Reply(response, data, too_large=data is None)
         return Reply(response)
 
     async def request(

@@ -208,7 +208,7 @@ def test_a_durable_write_commits_deferred_ones_too(ledger: Ledger) -> None:
 def test_mark_acked_many_and_batch(ledger: Ledger) -> None:
     """mark_acked_many and batch() write everything in one transaction, committed on exit."""
     seed(ledger, "u1", "u2", "u3", targets=("crm", "erp"))
-    ledger.mark_acked_many(MB, [("u1", "crm"), ("u1", "erp"), ("u2", "crm")], T0)
+    ledger.mark_acked_many(MB, [("u1", "crm", None), ("u1", "erp", None), ("u2", "crm", None)], T0)
     assert not ledger.pending
     with ledger.batch():
         ledger.mark_transient(MB, "u3", "crm", "HTTP 500", T0 + 5)

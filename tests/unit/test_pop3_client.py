@@ -408,16 +408,40 @@ async def test_retr_many_failure_closes_the_connection(fake_pop3: FakePop3Server
     assert fake_pop3.committed == []
 
 
-async def test_retr_many_err_mid_pipeline_closes(fake_pop3: FakePop3Server) -> None:
-    """-ERR to one pipelined RETR with others outstanding raises and closes the connection."""
-    for raw in _messages(10):
+async def test_retr_many_err_mid_pipeline_raises_and_keeps_the_session(
+    fake_pop3: FakePop3Server,
+) -> None:
+    """-ERR to one pipelined RETR raises from retr_many; a -ERR is a complete reply, so the
+    outstanding replies are read and dropped and the session goes on."""
+    raws = _messages(10)
+    for raw in raws:
         fake_pop3.add(raw)
     fake_pop3.reply_on("RETR", "-ERR [SYS/TEMP] read failed", nth=2)
     client = await _logged_in(fake_pop3)
     with pytest.raises(Pop3SysTempError):
         async for _ in client.retr_many(range(1, 11), window=4):
             pass
-    assert not client.connected
+    assert client.connected
+    assert await client.retr(5) == raws[4]
+    await client.quit()
+
+
+async def test_retr_each_skips_a_refused_message(fake_pop3: FakePop3Server) -> None:
+    """retr_each yields a -ERR (a message gone since LIST) as an error and goes on with the rest,
+    pipelined and in lock-step alike."""
+    for pipelining in (True, False):
+        fake_pop3.pipelining = pipelining
+        fake_pop3.messages.clear()
+        raws = _messages(6)
+        for raw in raws:
+            fake_pop3.add(raw)
+        fake_pop3.reply_on("RETR", "-ERR Can't open the message file - it's gone!", nth=3)
+        client = await _logged_in(fake_pop3)
+        items = [item async for item in client.retr_each(range(1, 7), window=4)]
+        assert [n for n, _ in items] == [1, 2, 3, 4, 5, 6]
+        assert isinstance(items[2][1], Pop3ResponseError)
+        assert [d for _, d in items if isinstance(d, bytes)] == raws[:2] + raws[3:]
+        await client.quit()
 
 
 async def test_retr_many_lockstep_without_pipelining(fake_pop3: FakePop3Server) -> None:
@@ -513,13 +537,18 @@ async def test_endless_status_line(fake_pop3: FakePop3Server) -> None:
 
 
 async def test_message_too_large(fake_pop3: FakePop3Server) -> None:
-    """RETR past max_bytes raises Pop3MessageTooLargeError (permanent) and closes."""
+    """RETR past max_bytes raises Pop3MessageTooLargeError (permanent); the body was read and
+    dropped, so the session goes on."""
     fake_pop3.add(b"x" * 5000 + b"\r\n")
+    fake_pop3.add(MSG)
     client = await _logged_in(fake_pop3)
     with pytest.raises(Pop3MessageTooLargeError) as info:
         await client.retr(1, max_bytes=1000)
     assert not info.value.transient
-    assert not client.connected
+    assert info.value.connection_kept
+    assert client.connected
+    assert await client.retr(2) == MSG
+    await client.quit()
 
 
 async def test_bare_lf_server_gives_crlf(fake_pop3: FakePop3Server) -> None:

@@ -142,20 +142,36 @@ async def test_listing_line_too_long() -> None:
 
 
 async def test_size_limit_is_exact() -> None:
-    """max_bytes equal to the size passes; one octet less raises Pop3MessageTooLargeError."""
+    """max_bytes equal to the size passes; one octet less gives None (too large), the body is
+    read to its end and the next reply still pairs with its command."""
     body = b"0123456789\r\n" * 10
     wire = b"+OK\r\n" + stuff(body)
     assert await _retr(wire, max_bytes=len(body)) == body
-    with pytest.raises(Pop3MessageTooLargeError) as info:
-        await _retr(wire, max_bytes=len(body) - 1)
-    assert info.value.limit == len(body) - 1
+    frames = FrameReader(_reader(wire + wire), read_timeout=1.0)
+    assert (await frames.read_status()).ok
+    assert await frames.read_body(max_bytes=len(body) - 1) is None
+    assert (await frames.read_status()).ok
+    assert await frames.read_body(max_bytes=len(body)) == body
 
 
-async def test_size_limit_stops_reading_early() -> None:
-    """A body that never ends is abandoned once it is certainly past the limit (bounded memory),
-    not read until EOF."""
+async def test_too_large_body_is_dropped_to_its_end() -> None:
+    """A body well past the limit is read and dropped in chunks (memory stays bounded) and the
+    stream stays in step: the next reply is read correctly."""
+    big = b"y" * 70 + b"\r\n"
+    wire = b"+OK\r\n" + big * 20_000 + b".\r\n" + b"+OK next\r\n"
+    frames = FrameReader(_reader(*_split(wire, list(range(0, len(wire), 65_537)))), read_timeout=1)
+    await frames.read_status()
+    assert await frames.read_body(max_bytes=10_000) is None
+    assert len(frames._buf) < 300_000  # never held the whole 1.4 MB body
+    assert (await frames.read_status()).text == "next"
+
+
+async def test_size_limit_stops_reading_a_body_that_never_ends() -> None:
+    """A body that goes on far past the limit is abandoned (Pop3MessageTooLargeError), not read
+    until EOF."""
     reader = _reader(b"+OK\r\n" + b"x" * 200_000, eof=False)
     frames = FrameReader(reader, read_timeout=5.0)
+    frames.discard_floor = 100_000
     await frames.read_status()
     with pytest.raises(Pop3MessageTooLargeError):
         await frames.read_body(max_bytes=10_000)
