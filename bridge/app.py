@@ -298,6 +298,8 @@ class App:
         outcome = session_outcome(exc, result)
         self.metrics.pop3_session(name, outcome, duration)
         state.last_result = result
+        if result is not None:
+            self.health.ledger_failed(result.ledger_error)
         if exc is None and result is not None:
             state.failures = 0
             state.last_exception = None
@@ -316,6 +318,8 @@ class App:
                 retry_later=result.transient,
                 dead_lettered=result.dead_lettered,
                 oversize=result.oversize,
+                retr_failed=result.retr_failed,
+                reused_identities=result.reused_identities,
                 skipped=result.skipped,
                 more_pending=result.more_pending,
                 duration=round(duration, 3),
@@ -340,12 +344,34 @@ class App:
     # ------------------------------------------------------------------ modes
 
     async def once(self, stop: asyncio.Event | None = None) -> bool:
-        """One pass over every mailbox, draining what is there; True when all went well."""
+        """One pass over every mailbox, draining what is there; True when all went well.
+
+        When ``stop`` is set (SIGTERM/SIGINT), no new work starts; sessions finish their
+        in-flight deliveries and QUIT within ``shutdown_grace``, as in :meth:`run`.
+        """
         stop = stop or asyncio.Event()
-        results = await asyncio.gather(
-            *(self._drain(state, stop) for state in self.mailboxes.values())
-        )
-        return all(results)
+        tasks = [
+            asyncio.create_task(self._drain(state, stop), name=f"once:{name}")
+            for name, state in self.mailboxes.items()
+        ]
+        stopper = asyncio.create_task(stop.wait())
+        try:
+            await asyncio.wait({*tasks, stopper}, return_when=asyncio.FIRST_COMPLETED)
+            while not stop.is_set() and not all(t.done() for t in tasks):
+                await asyncio.wait({*tasks, stopper}, return_when=asyncio.FIRST_COMPLETED)
+            if stop.is_set():
+                log.info("shutting_down", grace=self.config.shutdown_grace)
+                _, pending = await asyncio.wait(tasks, timeout=self.config.shutdown_grace)
+                for task in pending:
+                    task.cancel()
+                if pending:
+                    log.warning("shutdown_grace_expired", cancelled=[t.get_name() for t in pending])
+                await asyncio.gather(*tasks, return_exceptions=True)
+        finally:
+            stopper.cancel()
+            for task in tasks:
+                task.cancel()
+        return all(not t.cancelled() and t.exception() is None and t.result() for t in tasks)
 
     async def _drain(self, state: MailboxState, stop: asyncio.Event) -> bool:
         ok = True
@@ -353,7 +379,14 @@ class App:
             result = await self.session(state, stop)
             if result is None:
                 return False
-            ok = ok and result.ok and not result.rejected and not result.oversize
+            ok = (
+                ok
+                and result.ok
+                and not result.rejected
+                and not result.oversize
+                and not result.retr_failed
+                and result.ledger_error is None
+            )
             if not (result.more_pending and (result.fetched or result.reconciled)):
                 break
         return ok

@@ -82,7 +82,8 @@ class Fault:
     close), ``reply`` (send ``payload`` instead of the answer), ``delay`` (wait ``seconds``, then
     answer), ``drop_mid`` (send half the answer, then close), ``no_terminator`` (send the
     answer without its ``.`` line and go silent), ``endless_line`` (stream a line that never
-    ends), ``trickle`` (send the answer at ``seconds`` octets per second). It fires on the
+    ends), ``trickle`` (send the answer at ``seconds`` octets per second), ``swallow`` (carry
+    the command out, QUIT's commit included, then close without answering). It fires on the
     ``nth`` matching command, ``times`` times in a row (0: forever).
     """
 
@@ -266,6 +267,11 @@ class FakePop3Server:
         """Wait ``seconds`` before answering ``verb``."""
         return self._fault(verb, "delay", seconds=seconds, nth=nth, times=times)
 
+    def swallow_reply_on(self, verb: str, *, nth: int = 1) -> Fault:
+        """Carry out the ``nth`` ``verb`` (QUIT: commit the deletions) but close instead of
+        answering: the client never learns that it worked."""
+        return self._fault(verb, "swallow", nth=nth)
+
     def trickle_on(
         self, verb: str, octets_per_second: float, *, nth: int = 1, times: int = 1
     ) -> Fault:
@@ -341,6 +347,8 @@ class FakePop3Server:
                 await asyncio.sleep(fault.seconds)
             answer = await self._handle(session, verb, args)
         if fault is not None:
+            if action == "swallow":
+                raise _Closed  # carried out above (QUIT committed), never answered
             if action == "drop_mid":
                 writer.write(answer[: max(1, len(answer) // 2)])
                 await writer.drain()

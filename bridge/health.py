@@ -49,6 +49,7 @@ class HealthState:
         self.stall_factor = stall_factor
         self._config_loaded = False
         self._shutting_down = False
+        self._ledger_error: str | None = None
         self._mailboxes: dict[str, MailboxHealth] = {}
         for name, interval in (mailboxes or {}).items():
             self.register_mailbox(name, interval)
@@ -66,6 +67,10 @@ class HealthState:
     def set_shutting_down(self) -> None:
         """The app is stopping: readiness fails from now on."""
         self._shutting_down = True
+
+    def ledger_failed(self, reason: str | None) -> None:
+        """The ledger cannot be written (``reason``), or can again (None): not ready meanwhile."""
+        self._ledger_error = reason
 
     def mailbox_polled(self, name: str, when: float | None = None) -> None:
         """``name`` completed a poll at Unix time ``when`` (default: now)."""
@@ -90,6 +95,8 @@ class HealthState:
             reasons["config"] = "configuration not loaded yet"
         if self._shutting_down:
             reasons["shutdown"] = "shutting down"
+        if self._ledger_error:
+            reasons["ledger"] = f"cannot write the ledger, fetching stopped: {self._ledger_error}"
         now = self._clock()
         for name, state in sorted(self._mailboxes.items()):
             limit = self.stall_factor * state.poll_interval

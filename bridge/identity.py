@@ -5,11 +5,13 @@ Message numbers last one session; the ledger knows a message by its identity (DE
 - its UIDL (RFC 1939 section 7), hashed (``h:...``) when it is over-long or malformed;
 - without UIDL (not offered by the server), a hash of the ``TOP n 0`` headers Message-ID,
   Date, From, Subject and the size (``hdr:...``);
-- where two messages would share one (duplicate UIDLs, colliding header hashes), or where an
-  identity whose deletion QUIT already committed is listed again (a reused UIDL, new mail with
-  the same headers), a content hash is added (``<id>~<sha256>``), so two different messages
-  never share a ledger row or a webhook-id and nothing is reconciled away unposted. The worst
-  case is an identical copy posted again under a new webhook-id.
+- where two messages would share one (duplicate UIDLs, colliding header hashes), a content
+  hash is added (``<id>~<sha256>``), so two different messages never share a ledger row or a
+  webhook-id.
+
+An identity listed again after every target acknowledged it (a reused UIDL, new mail with the
+same headers, a server that did not remove it) is checked against the acknowledged content
+before anything is deleted: :mod:`bridge.reconcile`.
 """
 
 from __future__ import annotations
@@ -23,7 +25,15 @@ from bridge.ledger import Row
 from bridge.pop3 import Pop3Client
 from bridge.webhook import webhook_id
 
-__all__ = ["MAX_UIDL_LENGTH", "Inventory", "Message", "retr_limit", "take_inventory"]
+__all__ = [
+    "MAX_UIDL_LENGTH",
+    "Inventory",
+    "Message",
+    "content_key",
+    "key_base",
+    "retr_limit",
+    "take_inventory",
+]
 
 MAX_UIDL_LENGTH = 70  # RFC 1939 section 7: 1 to 70 characters in 0x21..0x7E
 
@@ -43,8 +53,8 @@ class Inventory:
     """The session's messages, oldest (lowest number) first, and what was odd about them."""
 
     messages: list[Message]
-    history: set[str] = field(default_factory=set)
-    """Ledger keys to keep although no message has them now (committed, then listed again)."""
+    listed: set[str] = field(default_factory=set)
+    """The identities as listed, before any content hash was added (what prune keeps)."""
     problems: list[str] = field(default_factory=list)
     uidl_refused: Pop3ResponseError | None = None
     """The ``-ERR`` to UIDL of a server that does not offer it (header identities used)."""
@@ -92,7 +102,8 @@ async def take_inventory(
             identities[num] = "h:" + digest[:40]
         else:
             identities[num] = listed
-    found.history = await _tell_apart(client, identities, sizes, known, max_message_bytes, found)
+    found.listed = {key_base(uid) for uid in identities.values()} | set(identities.values())
+    await _tell_apart(client, identities, sizes, known, max_message_bytes, found)
     found.messages = [
         Message(num=num, uid=uid, size=sizes[num], webhook_id=webhook_id(mailbox, uid))
         for num, uid in identities.items()
@@ -107,39 +118,43 @@ async def _tell_apart(
     known: Mapping[str, Mapping[str, Row]],
     max_message_bytes: int,
     found: Inventory,
-) -> set[str]:
-    """Make identities unique and safe to reconcile; returns ledger keys to keep.
+) -> None:
+    """Make identities unique: messages sharing one get content identities.
 
-    If the ledger knows a shared identity and its deletion is not committed, the earliest
-    message (the one the ledger is about: new mail is appended) keeps it.
+    If the ledger knows a shared identity, the earliest message (the one the ledger is about:
+    new mail is appended) keeps it; whether it really is that message is checked before any
+    reconcile DELE (:mod:`bridge.reconcile`).
     """
-
-    def committed(uid: str) -> bool:
-        rows = known.get(uid) or {}
-        return bool(rows) and all(r.committed_at is not None for r in rows.values())
-
     groups: dict[str, list[int]] = {}
     for num, uid in identities.items():
         groups.setdefault(uid, []).append(num)
-    keep: set[str] = set()
     for uid, nums in groups.items():
-        if len(nums) == 1 and not committed(uid):
+        if len(nums) == 1:
             continue
-        if len(nums) > 1:
-            found.problems.append(
-                f"{len(nums)} messages share the identity {uid!r}; told apart by content"
-            )
-        else:
-            found.problems.append(
-                f"identity {uid!r} is listed again after its deletion was committed; "
-                "treated as a new message"
-            )
-        if uid in known and not committed(uid):
+        found.problems.append(
+            f"{len(nums)} messages share the identity {uid!r}; told apart by content"
+        )
+        if uid in known:
             nums = nums[1:]  # the earliest keeps the identity the ledger knows
-        elif uid in known:
-            keep.add(uid)
         await _content_identities(client, uid, nums, sizes, max_message_bytes, identities)
-    return keep
+
+
+def key_base(uid: str) -> str:
+    """The part before ``~`` of the content keys derived from ``uid``."""
+    return uid if len(uid) <= 40 else "h:" + hashlib.sha256(uid.encode()).hexdigest()[:24]
+
+
+def content_key(uid: str, digest: str, copies: dict[str, int]) -> str:
+    """``<uid>~<digest[:24]>``: the identity of a message told apart by its content.
+
+    ``copies`` counts the digests named so far in this session: byte-identical copies are
+    numbered in server order (``#2``, ``#3``...). A ``uid`` over 40 characters is hashed.
+    """
+    base = key_base(uid)
+    short = digest[:24]
+    copies[short] = copies.get(short, 0) + 1
+    suffix = f"#{copies[short]}" if copies[short] > 1 else ""
+    return f"{base}~{short}{suffix}"
 
 
 async def _header_identity(client: Pop3Client, num: int, size: int) -> str:
@@ -168,17 +183,17 @@ async def _content_identities(
     Oversize messages are not retrieved: their whole header block (TOP n 0) is hashed
     instead, and they are parked as usual. Byte-identical copies are numbered in server order.
     """
-    base = uid if len(uid) <= 40 else "h:" + hashlib.sha256(uid.encode()).hexdigest()[:24]
     copies: dict[str, int] = {}
 
     def name(num: int, digest: str) -> None:
-        copies[digest] = copies.get(digest, 0) + 1
-        suffix = f"#{copies[digest]}" if copies[digest] > 1 else ""
-        out[num] = f"{base}~{digest}{suffix}"
+        out[num] = content_key(uid, digest, copies)
 
     small = [n for n in nums if sizes[n] <= max_message_bytes]
     for num in (n for n in nums if sizes[n] > max_message_bytes):
         head = await client.top(num, 0)
         name(num, "t" + hashlib.sha256(head + b"size:%d" % sizes[num]).hexdigest()[:23])
-    async for num, raw in client.retr_many(small, max_bytes=retr_limit(max_message_bytes)):
-        name(num, hashlib.sha256(raw).hexdigest()[:24])
+    async for num, raw in client.retr_each(small, max_bytes=retr_limit(max_message_bytes)):
+        if isinstance(raw, bytes):
+            name(num, hashlib.sha256(raw).hexdigest()[:24])
+        else:
+            del out[num]  # unreadable now (gone, or past the limit): not this session

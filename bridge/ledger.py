@@ -155,7 +155,8 @@ _MIGRATIONS: dict[int, str] = {
     1: _SCHEMA,
     2: """
 ALTER TABLE deliveries ADD COLUMN raw_size INTEGER;
-ALTER TABLE deliveries ADD COLUMN raw_sha256 TEXT
+ALTER TABLE deliveries ADD COLUMN raw_sha256 TEXT;
+CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT) WITHOUT ROWID
 """,
 }
 """``user_version`` reached -> the SQL that reaches it from the version before."""
@@ -404,6 +405,19 @@ class Ledger:
                 outermost = self._batch_depth == 0
             if outermost:
                 self.commit()
+
+    def probe(self) -> None:
+        """A small committed write, so a full disk or a read-only data_dir is found before a
+        batch is fetched (and its acknowledgements could not be written)."""
+        self._run(
+            "write probe",
+            lambda c: c.execute(
+                "INSERT OR REPLACE INTO meta (key, value) VALUES ('probe', ?)",
+                (repr(self._clock()),),
+            ),
+            durable=True,
+            sync=False,
+        )
 
     # ------------------------------------------------------------------ reads
 

@@ -21,11 +21,15 @@ __all__ = [
     "COMMIT_COMMANDS",
     "DELIVERY_FAILURE_REASONS",
     "ERROR_CODES",
+    "IDENTITY_PROBLEMS",
+    "RETR_FAILURES",
     "SESSION_OUTCOMES",
     "STATUS_CLASSES",
     "CircuitState",
     "DeliveryFailureReason",
+    "IdentityProblem",
     "Metrics",
+    "RetrFailure",
     "SessionOutcome",
     "error_code_label",
     "status_class",
@@ -55,6 +59,10 @@ ErrorCode: TypeAlias = Literal[
 ERROR_CODES: Final[tuple[ErrorCode, ...]] = get_args(ErrorCode)
 CommitCommand: TypeAlias = Literal["DELE", "QUIT"]
 COMMIT_COMMANDS: Final[tuple[CommitCommand, ...]] = get_args(CommitCommand)
+IdentityProblem: TypeAlias = Literal["reused", "unstable_uidl", "duplicate"]
+IDENTITY_PROBLEMS: Final[tuple[IdentityProblem, ...]] = get_args(IdentityProblem)
+RetrFailure: TypeAlias = Literal["refused", "too_large", "timeout"]
+RETR_FAILURES: Final[tuple[RetrFailure, ...]] = get_args(RetrFailure)
 CircuitState: TypeAlias = Literal["closed", "half_open", "open"]
 _CIRCUIT_VALUES: Final[Mapping[str, int]] = {"closed": 0, "half_open": 1, "half-open": 1, "open": 2}
 
@@ -222,6 +230,28 @@ class Metrics:
             mb,
             registry=r,
         )
+        self.identity_problems = Counter(
+            "bridge_identity_problems_total",
+            "Messages whose server identity could not be trusted: reused (the content differs "
+            "from what was acknowledged under it, so it was posted as new, never deleted), "
+            "unstable_uidl (no UIDL overlaps the previous listing), duplicate (shared, told "
+            "apart by content).",
+            ["mailbox", "kind"],
+            registry=r,
+        )
+        self.retr_failures = Counter(
+            "bridge_retr_failures_total",
+            "Messages whose RETR failed (refused: -ERR, too_large: past max_message_bytes, "
+            "timeout: idle or below min_transfer_rate); each is parked with a short backoff.",
+            ["mailbox", "reason"],
+            registry=r,
+        )
+        self.ledger_write_errors = Counter(
+            "bridge_ledger_write_errors_total",
+            "Failed writes to the ledger (full disk, read-only data_dir); fetching stops.",
+            mb,
+            registry=r,
+        )
         self.up = Gauge("bridge_up", "1 while the bridge is running.", registry=r)
         self.build_info = Gauge(
             "bridge_build_info",
@@ -266,6 +296,11 @@ class Metrics:
                 self.pop3_error_responses.labels(mailbox, code)
             for command in COMMIT_COMMANDS:
                 self.commit_failures.labels(mailbox, command)
+            self.ledger_write_errors.labels(mailbox)
+            for kind in IDENTITY_PROBLEMS:
+                self.identity_problems.labels(mailbox, kind)
+            for failure in RETR_FAILURES:
+                self.retr_failures.labels(mailbox, failure)
             self.pop3_session_duration.labels(mailbox)
             for gauge in (
                 self.mailbox_messages,
@@ -288,6 +323,20 @@ class Metrics:
             self.circuit_state.labels(target)
 
     # ------------------------------------------------------------------ messages
+
+    def identity_problem(self, mailbox: str, kind: IdentityProblem, count: int = 1) -> None:
+        """``count`` messages of ``mailbox`` had an identity problem of ``kind``."""
+        _check(kind, IDENTITY_PROBLEMS, "identity problem")
+        self._child(self.identity_problems, mailbox, kind).inc(count)
+
+    def retr_failed(self, mailbox: str, reason: RetrFailure) -> None:
+        """A RETR from ``mailbox`` failed for ``reason``; the message was parked."""
+        _check(reason, RETR_FAILURES, "RETR failure")
+        self._child(self.retr_failures, mailbox, reason).inc()
+
+    def ledger_write_failed(self, mailbox: str) -> None:
+        """A ledger write failed in a session of ``mailbox``."""
+        self._child(self.ledger_write_errors, mailbox).inc()
 
     def message_fetched(self, mailbox: str, count: int = 1) -> None:
         """``count`` messages were retrieved from ``mailbox``."""

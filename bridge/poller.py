@@ -3,12 +3,15 @@
 A session (see ../DESIGN.md, "The delivery ledger"):
 
 1. open a logged-in client (the caller's factory), STAT, UIDL and LIST;
-2. reconcile: UIDLs every target already acknowledged are deleted without posting again,
-   ledger rows whose UIDL is gone are pruned, parked messages whose time has not come are
-   skipped;
+2. reconcile: messages every target already acknowledged are deleted without posting again,
+   once their content is proven to be what was acknowledged (:mod:`bridge.reconcile`; no
+   proof: a new message), ledger rows whose UIDL is gone are pruned, parked messages whose
+   time has not come are skipped;
 3. new messages oldest first, in batches within the session budget: RETR (pipelined),
    parse, POST to every target that has not acknowledged yet; when all have, the
-   acknowledgement is made durable and only then is DELE sent;
+   acknowledgement (with the message's size and SHA-256) is made durable and only then is
+   DELE sent. A message whose RETR fails (-ERR, too large, too slow) is parked with a short,
+   growing backoff and the session goes on; memory follows the bytes received, not LIST;
 4. QUIT. Only its ``+OK`` commits the deletions.
 
 The poller never parses bytes (that is :mod:`bridge.mime`) and never speaks HTTP (that is
@@ -29,9 +32,16 @@ import structlog
 
 from bridge.clock import Clock, SystemClock
 from bridge.deadletter import DeadLetterStore
-from bridge.errors import BridgeError, Pop3Error, Pop3MessageTooLargeError, Pop3ResponseError
-from bridge.identity import Message, take_inventory
-from bridge.ledger import Ledger, RowState
+from bridge.errors import (
+    BridgeError,
+    LedgerError,
+    Pop3Error,
+    Pop3MessageTooLargeError,
+    Pop3ResponseError,
+    Pop3TimeoutError,
+)
+from bridge.identity import Message, content_key, retr_limit, take_inventory
+from bridge.ledger import Content, Ledger, Row, RowState, identity_base
 from bridge.mime import (
     Payload,
     PayloadOptions,
@@ -40,13 +50,21 @@ from bridge.mime import (
     payload_json,
 )
 from bridge.pop3 import Pop3Client
-from bridge.webhook import DeliveryKind, DeliveryOutcome, WebhookClient, WebhookTarget
+from bridge.reconcile import Acknowledged, acknowledged, content_digest, verify
+from bridge.webhook import (
+    DeliveryKind,
+    DeliveryOutcome,
+    WebhookClient,
+    WebhookTarget,
+    webhook_id,
+)
 
 log = structlog.get_logger("bridge.poller")
 
 PARSE_IN_THREAD_BYTES = 512 * 1024  # larger messages are parsed off the event loop
 SLOW_START_WINDOW = 4  # messages in the first RETR batch of a session
 LARGE_MESSAGE_BYTES = 1024 * 1024  # messages at least this big are parsed and posted one at a time
+MAX_RECONNECTS = 3  # new connections in one session after a RETR timeout parked a message
 
 
 class SessionMetrics(Protocol):
@@ -67,6 +85,13 @@ class SessionMetrics(Protocol):
     def pop3_error_response(self, mailbox: str, code: str | None) -> None: ...
     def set_oldest_undelivered(self, mailbox: str, first_seen: float | None) -> None: ...
     def set_parked(self, mailbox: str, count: int) -> None: ...
+    def identity_problem(
+        self, mailbox: str, kind: Literal["reused", "unstable_uidl", "duplicate"], count: int = 1
+    ) -> None: ...
+    def retr_failed(
+        self, mailbox: str, reason: Literal["refused", "too_large", "timeout"]
+    ) -> None: ...
+    def ledger_write_failed(self, mailbox: str) -> None: ...
 
 
 @dataclass(frozen=True)
@@ -87,6 +112,8 @@ class MailboxPolicy:
     batch_max_bytes: int = 2 * 1024 * 1024
     keepalive_interval: float = 30.0
     oversize_park_delay: float = 24 * 3600.0
+    retr_retry_base: float = 120.0
+    """First wait after a failed RETR (doubling with each failure, capped by the ledger)."""
     payload_options: PayloadOptions = field(default_factory=PayloadOptions)
 
 
@@ -106,11 +133,16 @@ class SessionResult:
     transient: int = 0
     dead_lettered: int = 0
     oversize: int = 0
+    retr_failed: int = 0
+    reused_identities: int = 0
     skipped: int = 0
     more_pending: bool = False
     committed: bool = False
     commit_errors: list[str] = field(default_factory=list)
     identity_problems: list[str] = field(default_factory=list)
+    ledger_error: str | None = None
+    """Why the ledger could not be written (fetching stopped), or None."""
+    reconnects: int = 0
     duration: float = 0.0
 
     @property
@@ -169,6 +201,8 @@ class _Fetched:
     raw: bytes | None = None
     head: bytes | None = None
     reason: str = ""
+    content: Content | None = None
+    """``(size, sha256)`` of what is posted: the proof a later reconcile DELE needs."""
 
 
 @dataclass
@@ -219,63 +253,92 @@ class _KeepAlive:
 
 
 class _Session:
-    """The state of one session; lives as long as the POP3 connection."""
+    """The state of one session; one POP3 connection (a new one after a RETR timed out)."""
 
     def __init__(self, poller: Poller, stop: asyncio.Event) -> None:
         self.p = poller
         self.policy = poller.policy
         self.stop = stop
         self.result = SessionResult(mailbox=poller.policy.name)
-        self.client: Pop3Client | None = None
-        self.to_delete: list[Message] = []
-        self.deleted_uids: list[str] = []
         self.log = log.bind(mailbox=self.policy.name)
         self._semaphore = asyncio.Semaphore(max(1, self.policy.delivery_concurrency))
         self._large = asyncio.Lock()
+        self._tasks: set[asyncio.Task[None]] = set()  # every delivery still running
+        self._held = 0  # bytes of retrieved messages whose delivery has not finished
+        self._started = 0.0
+        self._connection_state()
+
+    def _connection_state(self) -> None:
+        """Reset what lives as long as one connection."""
+        self.client: Pop3Client | None = None
+        self.to_delete: list[Message] = []
+        self.deleted_uids: list[str] = []
         self._strict_blocked = False
         # Slow start: a few messages first, doubling while deliveries succeed, back to one
         # on a failure, so a receiver that is down costs few downloads before its breaker opens.
-        self._window = min(SLOW_START_WINDOW, poller.policy.retr_window)
+        self._window = min(SLOW_START_WINDOW, self.policy.retr_window)
         self._clean_batches = 0
-        self._tasks: set[asyncio.Task[None]] = set()  # every delivery still running
         self._waiting: dict[str, tuple[str, ...]] = {}  # uid -> targets not done at start
         self._refused: dict[str, set[str]] = {}  # uid -> targets that had rejected it before
+        self._expected: dict[str, Acknowledged | None] = {}  # uid -> what some target acked
+        self._timed_out: Message | None = None  # the message whose RETR timed out
 
     # ------------------------------------------------------------------ the session
 
     async def run(self) -> SessionResult:
         clock = self.p.clock
-        started = clock.monotonic()
+        self._started = clock.monotonic()
         try:
-            self.client = await self.p.open_client()
-            try:
-                await self._transaction(started)
-                await self._quit()
-            finally:
-                await self.client.close()
+            while True:
+                try:
+                    await self._connection()
+                    break
+                except Pop3TimeoutError:
+                    # The message whose RETR was too slow is parked: go on with the others on
+                    # a new connection (this one cannot be trusted with a reply half read).
+                    # Its acknowledged deletions are reconciled there, then committed by QUIT.
+                    if (
+                        self._timed_out is None
+                        or self.result.reconnects >= MAX_RECONNECTS
+                        or self.stop.is_set()
+                        or not self._budget_left()
+                    ):
+                        raise
+                    self.result.reconnects += 1
+                    self.log.warning(
+                        "reconnecting", after="RETR timed out", uidl=self._timed_out.uid
+                    )
+                    self._connection_state()
         except Pop3ResponseError as exc:
             self.p.metrics.pop3_error_response(self.policy.name, exc.code)
             raise
         finally:
-            self.result.duration = clock.monotonic() - started
+            self.result.duration = clock.monotonic() - self._started
         return self.result
 
-    async def _transaction(self, started: float) -> None:
+    async def _connection(self) -> None:
+        self.client = await self.p.open_client()
+        try:
+            await self._transaction()
+            await self._quit()
+        finally:
+            await self.client.close()
+
+    async def _transaction(self) -> None:
         client = self._client()
         mailbox = self.policy.name
+        ledger = self.p.ledger
         stat = await client.stat()
         self.result.stat_messages, self.result.stat_bytes = stat.count, stat.size
         self.p.metrics.mailbox_stat(mailbox, stat.count, stat.size)
-        self.p.ledger.forget_targets(mailbox, self.policy.targets)
-        if stat.count == 0:
-            self.p.ledger.prune(mailbox, set())
-            self._report_backlog()
-            return
-        ledger = self.p.ledger
+        ledger.forget_targets(mailbox, self.policy.targets)
+        # LIST and UIDL are the truth, never STAT: a server whose STAT says 0 while LIST
+        # shows messages must not make the ledger forget acknowledged, uncommitted rows.
+        known = ledger.rows(mailbox)
         found = await take_inventory(
             client,
             mailbox=mailbox,
-            known=ledger.rows(mailbox),
+            known=known,
             max_message_bytes=self.policy.max_message_bytes,
         )
         if found.uidl_refused is not None:
@@ -283,9 +346,11 @@ class _Session:
             self.log.warning("uidl_unsupported", detail="using a hash of the headers from TOP")
         if found.problems:
             self.result.identity_problems.extend(found.problems)
+            self.p.metrics.identity_problem(mailbox, "duplicate", len(found.problems))
             self.log.warning("uidl_problems", problems=found.problems[:10])
-        inventory = found.messages
-        ledger.prune(mailbox, {m.uid for m in inventory} | found.history)
+        self._check_stability(known, found.listed)
+        inventory = await self._prove(found.messages, known)
+        ledger.prune(mailbox, {m.uid for m in inventory} | found.listed)
         rows = ledger.rows(mailbox)
         now = self.p.clock.time()
 
@@ -300,8 +365,8 @@ class _Session:
                 t for t in self.policy.targets if t not in targets or not targets[t].done
             )
             if not waiting:
-                # Every target acknowledged it (or it was dead-lettered) in an earlier session
-                # that died before QUIT: delete it now, without posting again.
+                # Every target acknowledged this very content (proven above) in an earlier
+                # session that did not commit: delete it now, without posting again.
                 self.to_delete.append(msg)
                 continue
             due = tuple(t for t in waiting if t not in targets or targets[t].due(now))
@@ -315,6 +380,9 @@ class _Session:
             self._refused[msg.uid] = {
                 t for t in waiting if t in targets and targets[t].state == RowState.PARKED
             }
+            if len(waiting) < len(self.policy.targets):
+                # Some target acknowledged it before: check it is still that message.
+                self._expected[msg.uid] = acknowledged(targets)
         if new:
             ledger.mark_seen(
                 mailbox,
@@ -322,13 +390,68 @@ class _Session:
                 self.policy.targets,
                 now,
             )
-        self.result.reconciled = len(self.to_delete)
+        self.result.reconciled += len(self.to_delete)
         if self.to_delete:
             self.log.info("reconcile", deleting=len(self.to_delete))
             done, self.to_delete = self.to_delete, []
             await self._dele(done)
         self._report_backlog()
-        await self._deliver_pending(pending, started)
+        await self._deliver_pending(pending)
+
+    def _check_stability(self, known: dict[str, dict[str, Row]], listed: set[str]) -> None:
+        """Warn when no listed identity is one the ledger expects on the server: UIDLs that
+        change every session make a repost carry a new webhook-id (receivers cannot dedupe)."""
+        expected = {
+            identity_base(uid)
+            for uid, rows in known.items()
+            if all(r.committed_at is None for r in rows.values())
+        }
+        if expected and listed and not expected & listed:
+            self.p.metrics.identity_problem(self.policy.name, "unstable_uidl")
+            self.log.warning(
+                "uidl_unstable",
+                detail="no UIDL the server lists now is one it listed before for messages "
+                "still on it: UIDLs that change between sessions defeat duplicate detection "
+                "(check the server's UIDL settings, e.g. Dovecot pop3_uidl_format)",
+                expected=len(expected),
+                listed=len(listed),
+            )
+
+    async def _prove(
+        self, inventory: list[Message], known: dict[str, dict[str, Row]]
+    ) -> list[Message]:
+        """Check the messages every target acknowledged before (reconcile candidates) against
+        what was acknowledged; the unproven become new messages (see :mod:`bridge.reconcile`)."""
+        targets = self.policy.targets
+        candidates = [
+            (m, acknowledged(known[m.uid]))
+            for m in inventory
+            if m.uid in known and all(t in known[m.uid] and known[m.uid][t].done for t in targets)
+        ]
+        if not candidates:
+            return inventory
+        verdict = await verify(
+            self._client(),
+            mailbox=self.policy.name,
+            candidates=candidates,
+            max_message_bytes=self.policy.max_message_bytes,
+        )
+        replaced = {old.num: new for old, new in verdict.renamed}
+        gone = {msg.num for msg, _ in verdict.unreadable}
+        for old, new in verdict.renamed:
+            self.result.reused_identities += 1
+            self.p.metrics.identity_problem(self.policy.name, "reused")
+            self.log.warning(
+                "identity_reused",
+                uidl=old.uid,
+                new_identity=new.uid,
+                detail="the message listed under this identity is not the one acknowledged "
+                "under it: posted as a new message, not deleted",
+            )
+        for msg, error in verdict.unreadable:
+            self.result.skipped += 1
+            self.log.warning("reconcile_unreadable", uidl=msg.uid, error=str(error))
+        return [replaced.get(m.num, m) for m in inventory if m.num not in gone]
 
     def _client(self) -> Pop3Client:
         assert self.client is not None
@@ -336,20 +459,18 @@ class _Session:
 
     # ------------------------------------------------------------------ delivery
 
-    def _budget_left(self, started: float) -> bool:
+    def _budget_left(self) -> bool:
         r, p = self.result, self.policy
         return (
             r.fetched < p.session_max_messages
             and r.fetched_bytes < p.session_max_bytes
-            and self.p.clock.monotonic() - started < p.session_max_seconds
+            and self.p.clock.monotonic() - self._started < p.session_max_seconds
         )
 
     def _open_targets(self) -> set[str]:
         return {t for t in self.policy.targets if self.p.webhooks.is_open(t)}
 
-    async def _deliver_pending(
-        self, pending: Sequence[tuple[Message, tuple[str, ...]]], started: float
-    ) -> None:
+    async def _deliver_pending(self, pending: Sequence[tuple[Message, tuple[str, ...]]]) -> None:
         """Fetch and deliver in batches; once deliveries run clean, the next batch's RETRs
         overlap the current batch's POSTs (at most two batches in memory)."""
         index = 0
@@ -357,7 +478,10 @@ class _Session:
         keepalive = _KeepAlive(self)
         try:
             while index < len(pending):
-                if self.stop.is_set() or self._strict_blocked or not self._budget_left(started):
+                if self.stop.is_set() or self._strict_blocked or not self._budget_left():
+                    self.result.more_pending = True
+                    break
+                if not self._ledger_writable():
                     self.result.more_pending = True
                     break
                 batch, index = self._next_batch(pending, index)
@@ -425,10 +549,34 @@ class _Session:
         task = asyncio.create_task(self._handle(batch, msg, due, data))
         batch.tasks.append(task)
         self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
+        size = len(data.raw if data.raw is not None else data.head or b"")
+        self._held += size
+
+        def done(finished: asyncio.Task[None]) -> None:
+            self._tasks.discard(finished)
+            self._held -= size
+
+        task.add_done_callback(done)
+
+    def _ledger_writable(self) -> bool:
+        """Probe the ledger before fetching a batch: acknowledgements that cannot be written
+        would make every session post the same batch again."""
+        try:
+            self.p.ledger.probe()
+        except LedgerError as exc:
+            self.p.metrics.ledger_write_failed(self.policy.name)
+            self.result.ledger_error = str(exc)
+            self.log.error("ledger_unwritable", error=str(exc), detail="fetching stopped")
+            return False
+        return True
 
     async def _fetch(self, batch: Sequence[tuple[Message, tuple[str, ...]]]) -> _Batch:
-        """RETR (pipelined) a batch and start a delivery task per message as it arrives."""
+        """RETR (pipelined) a batch and start a delivery task per message as it arrives.
+
+        Memory follows the bytes received, not what LIST claimed: before the next reply is
+        read, the deliveries in flight must hold less than ``batch_max_bytes``, so a large
+        message (or a server that understates sizes) is delivered before the next is read.
+        """
         client = self._client()
         limit = self.policy.max_message_bytes
         started = _Batch()
@@ -443,30 +591,77 @@ class _Session:
         if not regular:
             return started
         by_num = {m.num: (m, d) for m, d in regular}
+        order = iter(regular)
         # LIST sizes can be a little off (line ends): allow some slack before calling a
         # message too large, and park it if RETR still passes the limit.
-        retr = client.retr_many(
-            [m.num for m, _ in regular], max_bytes=limit + max(65536, limit // 8)
-        )
-        received = 0
+        items = client.retr_each([m.num for m, _ in regular], max_bytes=retr_limit(limit))
         try:
-            async for num, raw in retr:
-                received += 1
+            async for num, item in items:
                 msg, due = by_num[num]
-                self.result.fetched += 1
-                self.result.fetched_bytes += len(raw)
-                self.p.metrics.message_fetched(self.policy.name)
-                self._spawn(started, msg, due, _Fetched(raw=raw))
-                del raw
+                next(order)
+                if isinstance(item, Pop3Error):
+                    self._retr_failed(msg, due, item)
+                    started.failed = True
+                else:
+                    self.result.fetched += 1
+                    self.result.fetched_bytes += len(item)
+                    self.p.metrics.message_fetched(self.policy.name)
+                    self._spawn(started, msg, due, _Fetched(raw=item))
+                    del item
                 if self.policy.strict_order:
-                    await started.tasks[-1]
+                    if started.tasks:
+                        await started.tasks[-1]
                     if self._strict_blocked:
                         break
-        except Pop3MessageTooLargeError:
-            msg, due = regular[received]
-            self._park_oversize(msg, due, f"RETR of message {msg.num} passed the size limit")
+                if not self._budget_left() or self.stop.is_set():
+                    # A hard deadline also inside a batch: nothing more is started; replies
+                    # already on their way are read and dropped by the next command.
+                    self.result.more_pending = True
+                    break
+                await self._room()
+        except Pop3TimeoutError:
+            stuck = next(order, None)
+            if stuck is not None:
+                self._timed_out = stuck[0]
+                self._retr_failed(stuck[0], stuck[1], None)
             raise
+        finally:
+            await items.aclose()  # type: ignore[attr-defined]  # an async generator
         return started
+
+    async def _room(self) -> None:
+        """Wait until the deliveries in flight hold less than ``batch_max_bytes``."""
+        while self._held >= self.policy.batch_max_bytes and self._tasks:
+            await asyncio.wait(set(self._tasks), return_when=asyncio.FIRST_COMPLETED)
+
+    def _retr_failed(self, msg: Message, due: tuple[str, ...], error: Pop3Error | None) -> None:
+        """Park a message whose RETR failed (``error`` None: it timed out) with a short,
+        growing backoff; the session goes on without it."""
+        mailbox = self.policy.name
+        if isinstance(error, Pop3MessageTooLargeError):
+            reason: Literal["refused", "too_large", "timeout"] = "too_large"
+            self.result.oversize += 1
+            self.p.metrics.message_oversize(mailbox)
+            why = f"RETR of message {msg.num} passed the size limit ({error.limit} octets)"
+        elif error is None:
+            reason = "timeout"
+            why = f"RETR of message {msg.num} timed out (idle, or below min_transfer_rate)"
+        else:
+            reason = "refused"
+            self.p.metrics.pop3_error_response(mailbox, getattr(error, "code", None))
+            why = f"RETR of message {msg.num} refused: {getattr(error, 'text', '') or error}"
+        self.result.retr_failed += 1
+        self.p.metrics.retr_failed(mailbox, reason)
+        until = None
+        for target in due:
+            until = self.p.ledger.mark_parked(
+                mailbox, msg.uid, target, why, backoff_base=self.policy.retr_retry_base
+            )
+        self.log.warning(
+            "retr_failed", uidl=msg.uid, size=msg.size, reason=reason, error=why, retry_at=until
+        )
+        if self.policy.strict_order:
+            self._strict_blocked = True
 
     async def _settle(self, batch: _Batch) -> None:
         """Wait for a batch's deliveries, adapt the window, and DELE what they acknowledged."""
@@ -549,11 +744,24 @@ class _Session:
     ) -> None:
         mailbox = self.policy.name
         began = time.monotonic()
+        if msg.uid in self._expected and data.raw is not None:
+            ack = self._expected[msg.uid]
+            digest = content_digest(data.raw)
+            if ack is not None and ack.sha256 != digest:
+                renamed = self._reidentify(msg, digest)
+                if renamed is None:
+                    return
+                msg, due = renamed
         size = len(data.raw) if data.raw is not None else msg.size
         if size > PARSE_IN_THREAD_BYTES:
             payload = await asyncio.to_thread(self._build, msg, data)
         else:
             payload = self._build(msg, data)
+        if data.raw is not None:
+            data.content = (len(data.raw), payload.sha256 or content_digest(data.raw))
+        elif data.head is not None:
+            proof = data.head + b"size:%d" % msg.size
+            data.content = (msg.size, content_digest(proof, head_only=True))
         if self.policy.reject_policy != "dead_letter":
             data.raw = None  # only a dead letter needs the raw bytes again: free them early
         if payload.defects:
@@ -586,6 +794,32 @@ class _Session:
             duration=round(time.monotonic() - began, 4),
         )
 
+    def _reidentify(self, msg: Message, digest: str) -> tuple[Message, tuple[str, ...]] | None:
+        """A target acknowledged other content under this identity: the message is new, and
+        gets an identity of its content. Returns it with the targets still due, or None when
+        every target already acknowledged this very content (it is then deleted)."""
+        mailbox, targets = self.policy.name, self.policy.targets
+        key = content_key(msg.uid, digest, {})
+        new = Message(num=msg.num, uid=key, size=msg.size, webhook_id=webhook_id(mailbox, key))
+        self.p.ledger.mark_seen(mailbox, [(key, new.webhook_id, msg.size)], targets)
+        rows = self.p.ledger.rows_for(mailbox, key)
+        waiting = tuple(t for t in targets if not rows[t].done)
+        self.result.reused_identities += 1
+        self.p.metrics.identity_problem(mailbox, "reused")
+        self.log.warning(
+            "identity_reused",
+            uidl=msg.uid,
+            new_identity=key,
+            detail="another message was acknowledged under this identity: posted as new",
+        )
+        if not waiting:
+            self.to_delete.append(new)
+            self.result.reconciled += 1
+            return None
+        self._waiting[key] = waiting
+        self._refused[key] = {t for t in waiting if rows[t].state == RowState.PARKED}
+        return new, waiting
+
     async def _record(
         self, batch: _Batch, msg: Message, outcomes: Sequence[DeliveryOutcome], data: _Fetched
     ) -> str:
@@ -610,7 +844,9 @@ class _Session:
         ]
         if acked:
             # Committed now (a crash cannot lose it); one fsync before the batch's DELEs.
-            ledger.mark_acked(mailbox, msg.uid, sorted(acked), now, sync=False)
+            ledger.mark_acked(
+                mailbox, msg.uid, sorted(acked), now, content=data.content, sync=False
+            )
         for o in rejected:
             ledger.mark_parked(mailbox, msg.uid, o.target, o.error or "rejected", None)
         for o in transient:
@@ -642,8 +878,15 @@ class _Session:
             # Every target has answered for good (acknowledged or refused): spool it durably,
             # then it may go. A target that only failed for now keeps it on the server.
             why = "; ".join(f"{o.target}: {o.error}" for o in rejected) or "rejected before"
-            await asyncio.to_thread(self.p.deadletters.write, mailbox, msg.uid, data.raw, why)
-            ledger.mark_dead_lettered(mailbox, msg.uid, why, now)
+            await asyncio.to_thread(
+                self.p.deadletters.write,
+                mailbox,
+                msg.uid,
+                data.raw,
+                why,
+                webhook_id=msg.webhook_id,
+            )
+            ledger.mark_dead_lettered(mailbox, msg.uid, why, now, content=data.content)
             self.p.metrics.message_dead_lettered(mailbox)
             self.result.dead_lettered += 1
             self.to_delete.append(msg)

@@ -112,8 +112,9 @@ class Dovecot:
 
     host = "127.0.0.1"
 
-    def __init__(self, root: Path | None = None) -> None:
+    def __init__(self, root: Path | None = None, *, uidl_format: str = "%08Xu%08Xv") -> None:
         self._own_root = root is None
+        self.uidl_format = uidl_format
         self.root = Path(root or tempfile.mkdtemp(prefix="popbridge-dovecot-", dir="/tmp"))
         self.port = free_port()
         self.tls_port = free_port()
@@ -174,7 +175,7 @@ auth_mechanisms = plain login apop
 auth_failure_delay = 0
 auth_cache_size = 0
 mail_location = maildir:~/Maildir
-pop3_uidl_format = %08Xu%08Xv
+pop3_uidl_format = {self.uidl_format}
 first_valid_uid = {MAIL_UID}
 passdb {{
   driver = passwd-file

@@ -14,9 +14,18 @@ import contextlib
 class CutProxy:
     """Forwards 127.0.0.1:``port`` to ``target``; drops both sides on ``cut_before``."""
 
-    def __init__(self, target_host: str, target_port: int, *, cut_before: bytes | None = None):
+    def __init__(
+        self,
+        target_host: str,
+        target_port: int,
+        *,
+        cut_before: bytes | None = None,
+        swallow_reply_to: bytes | None = None,
+    ):
         self.target = (target_host, target_port)
         self.cut_before = cut_before
+        self.swallow_reply_to = swallow_reply_to
+        """Forward this command, let the server act on it, but never pass its reply on."""
         self.cuts = 0
         self.port = 0
         self._server: asyncio.Server | None = None
@@ -39,6 +48,7 @@ class CutProxy:
     async def _serve(self, c_reader: asyncio.StreamReader, c_writer: asyncio.StreamWriter) -> None:
         s_reader, s_writer = await asyncio.open_connection(*self.target)
         cut = asyncio.Event()
+        muted = asyncio.Event()
 
         async def upstream() -> None:
             # Client -> server, a line at a time so the cut happens exactly before the command.
@@ -50,14 +60,21 @@ class CutProxy:
                     self.cuts += 1
                     cut.set()
                     break
+                swallow = bool(self.swallow_reply_to) and line.upper().startswith(
+                    self.swallow_reply_to or b""
+                )
+                if swallow:
+                    muted.set()  # from here on nothing reaches the client
                 s_writer.write(line)
                 await s_writer.drain()
+                if swallow:
+                    self.cuts += 1  # downstream drops the reply and ends the connection
 
         async def downstream() -> None:
             while not cut.is_set():
                 data = await s_reader.read(65536)
-                if not data:
-                    break
+                if not data or muted.is_set():
+                    break  # muted: the server answered the swallowed command; drop it
                 c_writer.write(data)
                 await c_writer.drain()
 

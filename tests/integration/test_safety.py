@@ -4,12 +4,18 @@ mail."""
 
 from __future__ import annotations
 
+import asyncio
 import os
+import shutil
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from tests.dovecot import Dovecot, Pop3User
+from bridge.app import App
+from bridge.config import Config
+from tests.dovecot import Dovecot, DovecotUnavailable, Pop3User
+from tests.fakes.cutproxy import CutProxy
 from tests.integration.kit import config_dict, make_message, write_config
 from tests.integration.test_cli import _run_service, _stop, popbridge
 from tests.receiver import WebhookReceiver
@@ -70,3 +76,67 @@ async def test_check_creates_nothing_on_disk(
     code, _, err = await popbridge("check", "-c", str(cfg))
     assert code == 0, err
     assert not data.exists()
+
+
+@pytest.fixture(scope="module")
+def dovecot_u() -> Iterator[Dovecot]:
+    """A Dovecot whose UIDLs are plain IMAP UIDs (`pop3_uidl_format = %u`): a rebuilt UID list
+    gives the same UIDLs to other messages."""
+    server = Dovecot(uidl_format="%u")
+    try:
+        server.start()
+    except DovecotUnavailable as exc:
+        pytest.fail(str(exc), pytrace=False)
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+def _rebuild_uid_list(user: Pop3User) -> None:
+    """What a restore, a migration or a lost index does: Dovecot numbers the mail anew."""
+    for path in user.maildir.iterdir():
+        if path.name.startswith("dovecot"):
+            if path.is_dir():
+                shutil.rmtree(path)
+            else:
+                path.unlink()
+
+
+async def test_rebuilt_uid_list_after_a_lost_quit_reply_loses_nothing(
+    dovecot_u: Dovecot, receiver: WebhookReceiver, tmp_path: Path
+) -> None:
+    """Real Dovecot, %u UIDLs. Session 1 delivers X; QUIT's reply is lost on the way back
+    (the server committed). The UID list is rebuilt and Y arrives with X's UIDL "1".
+    Session 2 must post Y (5 of 5 were deleted unposted before), under a new webhook-id."""
+    user = dovecot_u.new_user()
+    user.deliver(make_message(1, body="alpha, the first message\n"))
+    proxy = await CutProxy(dovecot_u.host, dovecot_u.port, swallow_reply_to=b"QUIT").start()
+    try:
+        config = config_dict(
+            dovecot_u, user, receiver.url, tmp_path / "data", port=proxy.port, tls="none"
+        )
+        app = App(Config.from_dict(config, env={}))
+        try:
+            first = await app.session(app.mailboxes["inbox"], asyncio.Event())
+        finally:
+            await app.close()
+        assert first is not None and not first.committed
+        assert proxy.cuts == 1
+    finally:
+        await proxy.stop()
+    assert user.count() == 0  # Dovecot did commit the deletion
+    _rebuild_uid_list(user)
+    user.deliver(make_message(2, body="bravo, a different message\n"))
+    config = config_dict(dovecot_u, user, receiver.url, tmp_path / "data")
+    app = App(Config.from_dict(config, env={}))
+    try:
+        second = await app.session(app.mailboxes["inbox"], asyncio.Event())
+    finally:
+        await app.close()
+    assert second is not None and second.committed
+    texts = [r.json()["text"] for r in receiver.requests]
+    assert texts == ["alpha, the first message\n", "bravo, a different message\n"]
+    assert [r.json()["uidl"] for r in receiver.requests][0] == "1"
+    assert len(receiver.distinct_webhook_ids()) == 2
+    assert user.count() == 0

@@ -32,6 +32,9 @@ DOCUMENTED = {
     "bridge_pop3_session_duration_seconds_sum": {"mailbox"},
     "bridge_pop3_error_responses_total": {"mailbox", "code"},
     "bridge_commit_failures_total": {"mailbox", "command"},
+    "bridge_identity_problems_total": {"mailbox", "kind"},
+    "bridge_retr_failures_total": {"mailbox", "reason"},
+    "bridge_ledger_write_errors_total": {"mailbox"},
     "bridge_mailbox_messages": {"mailbox"},
     "bridge_mailbox_bytes": {"mailbox"},
     "bridge_oldest_undelivered_age_seconds": {"mailbox"},
@@ -263,6 +266,6 @@ def test_every_exported_family_is_documented() -> None:
     for family in text_string_to_metric_families(metrics.render().decode()):
         suffix = "_total" if family.type == "counter" else ""
         names.add(family.name + suffix)
-    assert len(names) == 22
+    assert len(names) == 25
     missing = {name for name in names if f"| `{name}` |" not in doc}
     assert not missing, f"not in docs/metrics.md: {sorted(missing)}"

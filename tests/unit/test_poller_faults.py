@@ -347,24 +347,26 @@ async def test_removing_a_target_from_the_config_unblocks_its_messages(
 async def test_message_larger_than_listed_is_parked_not_retried_forever(
     fake_pop3: FakePop3Server, receiver: WebhookReceiver, tmp_path: Path
 ) -> None:
-    """A message whose RETR passes the limit although LIST said it fits is parked as
-    oversize: the failed session does not repeat, and the other messages flow."""
+    """A message whose RETR passes the limit although LIST said it fits is skipped and parked
+    in the same session (its body read and dropped): the other messages flow, QUIT commits,
+    and the next session does not fetch it again before its backoff."""
     fake_pop3.add(make_message(1, size=200_000))
     fake_pop3.add(make_message(2))
     fake_pop3.reply_on("LIST", "+OK\r\n1 500\r\n2 300\r\n.")
     config = _config(fake_pop3, receiver.url, tmp_path, max_message_bytes=1000)
-    app = App(config)
-    try:
-        with pytest.raises(Pop3MessageTooLargeError):
-            await app.mailboxes["fake"].poller.run_session()
-    finally:
-        await app.close()
     app, result = await _session(config)
     assert result.committed
-    assert result.skipped == 1
+    assert result.retr_failed == 1
     assert [m.uid for m in fake_pop3.messages] == ["uid-000001"]
     assert [r.json()["subject"] for r in receiver.requests] == ["message 2"]
-    assert 'bridge_parked_messages{mailbox="fake"} 1.0' in app.metrics.render().decode()
+    metrics = app.metrics.render().decode()
+    assert 'bridge_parked_messages{mailbox="fake"} 1.0' in metrics
+    assert 'bridge_retr_failures_total{mailbox="fake",reason="too_large"} 1.0' in metrics
+    retrs = fake_pop3.verbs.count("RETR")
+    _, result = await _session(config)
+    assert result.committed
+    assert result.skipped == 1
+    assert fake_pop3.verbs.count("RETR") == retrs  # parked: not fetched again yet
 
 
 async def test_cancelled_session_stops_its_deliveries(

@@ -1,0 +1,132 @@
+"""Proof before a reconcile DELE: the server's copy must be the message acknowledged.
+
+A message every target acknowledged in an earlier session that did not commit (QUIT's reply
+lost, a crash between DELE and QUIT, a server that answered QUIT before removing the files) is
+deleted on reconcile without being posted again. That is only safe if the message listed under
+the identity now is the one acknowledged: positional UIDLs, a rebuilt UID list (Dovecot with
+``pop3_uidl_format = %u``), or a server without UIDL and new mail with look-alike headers give
+the same identity to another message. So the ledger keeps the size and SHA-256 of what was
+acknowledged, and a reconcile DELE needs:
+
+1. the LIST size the identity had when it was first seen, and
+2. the SHA-256 of the message retrieved now (``RETR``; ``TOP n 0`` for a headers-only
+   acknowledgement of an oversize message) equal to the one acknowledged.
+
+Anything else (another size, another hash, no stored hash, a ledger whose rows disagree) is
+no proof: the message is new and is posted under a new identity ``<identity>~<hash>`` (and so
+a new webhook-id). The content is retrieved for every candidate, whatever its identity scheme:
+a reconcile is rare (it follows a session that died after acknowledging), and a wrongly
+deleted message cannot be brought back.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+
+from bridge.errors import Pop3Error, Pop3ResponseError
+from bridge.identity import Message, content_key, retr_limit
+from bridge.ledger import Row
+from bridge.pop3 import Pop3Client
+from bridge.webhook import webhook_id
+
+__all__ = ["HEAD_PREFIX", "Acknowledged", "Verdict", "acknowledged", "content_digest", "verify"]
+
+HEAD_PREFIX = "top:"
+"""Marks a stored hash taken over ``TOP n 0`` (a headers-only acknowledgement)."""
+
+
+@dataclass(frozen=True)
+class Acknowledged:
+    """What the done rows of one identity say was acknowledged."""
+
+    listed_size: int | None
+    raw_size: int | None
+    sha256: str | None
+
+    @property
+    def head_only(self) -> bool:
+        """True when the proof is a hash of the header block (``TOP n 0``)."""
+        return self.sha256 is not None and self.sha256.startswith(HEAD_PREFIX)
+
+
+def acknowledged(rows: Mapping[str, Row]) -> Acknowledged | None:
+    """The content the done rows acknowledged, or None when they hold no proof (no stored
+    hash, or rows that disagree: the identity was reused between acknowledgements)."""
+    done = [r for r in rows.values() if r.done]
+    proofs = {(r.raw_size, r.raw_sha256) for r in done}
+    if not done or len(proofs) != 1:
+        return None
+    raw_size, sha = proofs.pop()
+    if sha is None:
+        return None
+    sizes = {r.size for r in done}
+    return Acknowledged(sizes.pop() if len(sizes) == 1 else None, raw_size, sha)
+
+
+def content_digest(data: bytes, *, head_only: bool = False) -> str:
+    """The stored form of a message's hash (``top:``-prefixed for a header block)."""
+    digest = hashlib.sha256(data).hexdigest()
+    return HEAD_PREFIX + digest if head_only else digest
+
+
+@dataclass
+class Verdict:
+    """The outcome of :func:`verify` for the candidates of one session."""
+
+    proven: list[Message] = field(default_factory=list)
+    """The same content as acknowledged: delete without posting."""
+    renamed: list[tuple[Message, Message]] = field(default_factory=list)
+    """``(as listed, as a new message)``: no proof, posted under a new identity."""
+    unreadable: list[tuple[Message, Pop3Error]] = field(default_factory=list)
+    """RETR/TOP refused (gone since LIST) or too large: neither deleted nor posted now."""
+
+
+async def verify(
+    client: Pop3Client,
+    *,
+    mailbox: str,
+    candidates: Sequence[tuple[Message, Acknowledged | None]],
+    max_message_bytes: int,
+) -> Verdict:
+    """Retrieve each candidate and compare it with what was acknowledged (see the module)."""
+    verdict = Verdict()
+    copies: dict[str, int] = {}
+
+    def decide(msg: Message, ack: Acknowledged | None, digest: str) -> None:
+        if (
+            ack is not None
+            and ack.sha256 == digest
+            and (ack.listed_size is None or ack.listed_size == msg.size)
+        ):
+            verdict.proven.append(msg)
+            return
+        short = digest.removeprefix(HEAD_PREFIX)
+        key = content_key(msg.uid, ("t" if digest != short else "") + short, copies)
+        verdict.renamed.append(
+            (msg, Message(num=msg.num, uid=key, size=msg.size, webhook_id=webhook_id(mailbox, key)))
+        )
+
+    by_num = {msg.num: (msg, ack) for msg, ack in candidates}
+    heads = [
+        n
+        for n, (m, a) in by_num.items()
+        if m.size > max_message_bytes or (a is not None and a.head_only)
+    ]
+    for num in heads:
+        msg, ack = by_num.pop(num)
+        try:
+            head = await client.top(num, 0)
+        except Pop3ResponseError as exc:
+            verdict.unreadable.append((msg, exc))
+            continue
+        decide(msg, ack, content_digest(head + b"size:%d" % msg.size, head_only=True))
+    limit = retr_limit(max_message_bytes)
+    async for num, item in client.retr_each(sorted(by_num), max_bytes=limit):
+        msg, ack = by_num[num]
+        if isinstance(item, Pop3Error):
+            verdict.unreadable.append((msg, item))
+            continue
+        decide(msg, ack, content_digest(item))
+    return verdict
