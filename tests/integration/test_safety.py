@@ -121,7 +121,8 @@ async def test_rebuilt_uid_list_after_a_lost_quit_reply_loses_nothing(
             first = await app.session(app.mailboxes["inbox"], asyncio.Event())
         finally:
             await app.close()
-        assert first is not None and not first.committed
+        assert first is not None
+        assert not first.committed
         assert proxy.cuts == 1
     finally:
         await proxy.stop()
@@ -134,9 +135,10 @@ async def test_rebuilt_uid_list_after_a_lost_quit_reply_loses_nothing(
         second = await app.session(app.mailboxes["inbox"], asyncio.Event())
     finally:
         await app.close()
-    assert second is not None and second.committed
+    assert second is not None
+    assert second.committed
     texts = [r.json()["text"] for r in receiver.requests]
     assert texts == ["alpha, the first message\n", "bravo, a different message\n"]
-    assert [r.json()["uidl"] for r in receiver.requests][0] == "1"
+    assert receiver.requests[0].json()["uidl"] == "1"
     assert len(receiver.distinct_webhook_ids()) == 2
     assert user.count() == 0

@@ -10,7 +10,7 @@ import pytest
 
 from bridge.app import App
 from bridge.config import Config
-from bridge.errors import Pop3ConnectionError, Pop3MessageTooLargeError, Pop3SysTempError
+from bridge.errors import Pop3ConnectionError, Pop3SysTempError
 from tests.fakes.pop3server import FakePop3Server
 from tests.integration.kit import SECRET, make_message
 from tests.receiver import Reply, WebhookReceiver

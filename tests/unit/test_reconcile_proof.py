@@ -70,7 +70,8 @@ async def test_same_size_reuse_is_caught_by_the_content_hash(
     """The LIST size matches (same length), only the SHA-256 tells X and Y apart."""
     x = make_message(1, body="alpha\n")
     y = make_message(1, body="bravo\n")
-    assert len(x) == len(y) and x != y
+    assert len(x) == len(y)
+    assert x != y
     fake_pop3.add(x, uid="1")
     fake_pop3.swallow_reply_on("QUIT")
     config = _config(fake_pop3, receiver.url, tmp_path)
@@ -129,7 +130,8 @@ async def test_server_that_did_not_remove_a_committed_message_is_not_reposted(
     fake_pop3.add(raw, uid="c1")
     config = _config(fake_pop3, receiver.url, tmp_path)
     _, first = await _session(config)
-    assert first.committed and fake_pop3.messages == []
+    assert first.committed
+    assert fake_pop3.messages == []
     fake_pop3.add(raw, uid="c1")  # still there after all
     _, second = await _session(config)
     assert second.reconciled == 1
