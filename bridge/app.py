@@ -26,6 +26,7 @@ from bridge.config import Config, MailboxConfig, WebhookConfig
 from bridge.deadletter import DeadLetterStore
 from bridge.errors import (
     BridgeError,
+    LedgerError,
     Pop3AuthError,
     Pop3ConnectionError,
     Pop3Error,
@@ -300,6 +301,9 @@ class App:
         state.last_result = result
         if result is not None:
             self.health.ledger_failed(result.ledger_error)
+        elif isinstance(exc, LedgerError):  # e.g. a full disk while recording new messages
+            self.metrics.ledger_write_failed(name)
+            self.health.ledger_failed(str(exc))
         if exc is None and result is not None:
             state.failures = 0
             state.last_exception = None
@@ -375,6 +379,7 @@ class App:
 
     async def _drain(self, state: MailboxState, stop: asyncio.Event) -> bool:
         ok = True
+        result: SessionResult | None = None
         while not stop.is_set():
             result = await self.session(state, stop)
             if result is None:
@@ -389,7 +394,8 @@ class App:
             )
             if not (result.more_pending and (result.fetched or result.reconciled)):
                 break
-        return ok
+        # Stopped (SIGTERM) with mail left behind: not "everything delivered".
+        return ok and not (stop.is_set() and result is not None and result.more_pending)
 
     async def run(self, stop: asyncio.Event) -> None:
         """The service: poll every mailbox until ``stop`` is set, then wind down."""

@@ -19,6 +19,7 @@ from __future__ import annotations
 import difflib
 import os
 import re
+import stat
 import types
 import typing
 from collections.abc import Iterator, Mapping, Sequence
@@ -158,7 +159,17 @@ def _read_secret_file(raw: object, info: ValidationInfo) -> SecretFile:
         raise ValueError("must be a file path")
     path = _resolve(Path(raw), info)
     try:
-        with path.open("rb") as fh:
+        # O_NONBLOCK: opening a FIFO (or a device) must not hang validate and run forever.
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+        with os.fdopen(fd, "rb") as fh:
+            mode = os.fstat(fd).st_mode
+            if stat.S_ISDIR(mode):
+                raise IsADirectoryError(path)
+            if not stat.S_ISREG(mode):
+                raise ValueError(
+                    f"cannot read {path}: not a regular file (a FIFO, socket or device); "
+                    "point it at a file that holds the secret"
+                )
             data = fh.read(_SECRET_FILE_MAX_BYTES + 1)
     except FileNotFoundError:
         raise ValueError(f"cannot read {path}: no such file; create it or fix the path") from None

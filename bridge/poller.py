@@ -36,6 +36,7 @@ from bridge.errors import (
     BridgeError,
     LedgerError,
     Pop3Error,
+    Pop3InUseError,
     Pop3MessageTooLargeError,
     Pop3ResponseError,
     Pop3TimeoutError,
@@ -143,6 +144,8 @@ class SessionResult:
     ledger_error: str | None = None
     """Why the ledger could not be written (fetching stopped), or None."""
     reconnects: int = 0
+    peak_held_bytes: int = 0
+    """Most bytes of retrieved messages held at once (deliveries not finished)."""
     duration: float = 0.0
 
     @property
@@ -317,12 +320,27 @@ class _Session:
         return self.result
 
     async def _connection(self) -> None:
-        self.client = await self.p.open_client()
+        if self.result.reconnects:
+            self.client = await self._reopen()
+        else:
+            self.client = await self.p.open_client()
         try:
             await self._transaction()
             await self._quit()
         finally:
             await self.client.close()
+
+    async def _reopen(self) -> Pop3Client:
+        """Log in again after a RETR timeout; the server may not have noticed yet that the
+        old connection is gone and answer [IN-USE] for a moment."""
+        for wait in (1.0, 2.0, 4.0, None):
+            try:
+                return await self.p.open_client()
+            except Pop3InUseError:
+                if wait is None:
+                    raise
+                await self.p.clock.sleep(wait)
+        raise AssertionError("unreachable")
 
     async def _transaction(self) -> None:
         client = self._client()
@@ -551,6 +569,7 @@ class _Session:
         self._tasks.add(task)
         size = len(data.raw if data.raw is not None else data.head or b"")
         self._held += size
+        self.result.peak_held_bytes = max(self.result.peak_held_bytes, self._held)
 
         def done(finished: asyncio.Task[None]) -> None:
             self._tasks.discard(finished)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import textwrap
 from pathlib import Path
 from typing import Any
@@ -260,6 +261,16 @@ def test_unreadable_secret_file_is_an_error_without_content(tmp_path: Path) -> N
         f"mailboxes[0].password_file: cannot read {tmp_path}: it is a directory",
         f"mailboxes[0].token_file: {tmp_path}/empty is empty",
     ]
+
+
+def test_secret_file_that_is_a_fifo_is_refused_at_once(tmp_path: Path) -> None:
+    """A *_file that is a FIFO is an error, not a hang (it hung validate and run forever)."""
+    fifo = tmp_path / "pipe"
+    os.mkfifo(fifo)
+    data = minimal(password_file=str(fifo))
+    del data["mailboxes"][0]["password"]
+    (problem,) = problems_of(data)
+    assert problem.startswith(f"mailboxes[0].password_file: cannot read {fifo}: not a regular")
 
 
 def test_secret_and_its_file_together_is_an_error(tmp_path: Path) -> None:

@@ -172,6 +172,7 @@ async def test_dead_letter_policy_spools_then_deletes(
     assert len(letters) == 1
     assert letters[0].read() == raw.replace(b"\n", b"\r\n")
     assert "422" in letters[0].reason
+    assert letters[0].meta["webhook_id"] == receiver.requests[0].headers["webhook-id"]
     assert (
         'bridge_messages_dead_lettered_total{mailbox="fake"} 1.0' in app.metrics.render().decode()
     )
