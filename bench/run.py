@@ -191,9 +191,11 @@ class Bench:
     work: Path
     failures: list[str] = field(default_factory=list)
 
-    def mailbox(self, messages: Sequence[bytes]) -> Pop3User:
+    def mailbox(self, messages: Sequence[bytes], list_factor: float = 1.0) -> Pop3User:
         user = self.dovecot.new_user()
-        user.deliver_many(messages)
+        for raw in messages:
+            listed = None if list_factor == 1.0 else int(len(raw) * list_factor)
+            user.deliver(raw, listed_size=listed)
         return user
 
     def verify(self, label: str, user: Pop3User, expected: int, *, signed: bool = False) -> None:
@@ -243,8 +245,10 @@ class Bench:
         config = self.bridge_config(user, data_dir)
         return [sys.executable, "-m", "bridge", "once", "-c", str(config)]
 
-    def run_bridge(self, label: str, messages: Sequence[bytes]) -> Timed:
-        user = self.mailbox(messages)
+    def run_bridge(
+        self, label: str, messages: Sequence[bytes], *, list_factor: float = 1.0
+    ) -> Timed:
+        user = self.mailbox(messages, list_factor)
         self.receiver.reset()
         timed = run_timed(self.bridge_argv(user))
         if timed.returncode != 0:
@@ -579,6 +583,14 @@ def evaluate(
         size = memory["bridge_large"]["size"] / 1e6
         label = f"one {size:.0f} MB message: bridge peak RSS over idle / message size"
         checks.append(_memory_check(label, ratio))
+    for key, what in (("bridge_honest", "honest LIST"), ("bridge_liar", "LIST 100x too small")):
+        if key in memory:
+            m = memory[key]
+            label = (
+                f"{m['count']} x {m['size'] / 1e6:.0f} MB, {what}: bridge peak RSS over idle "
+                "/ largest message"
+            )
+            checks.append(_memory_check(label, m["ratio"]))
     if "bridge_mixed" in memory:
         ratio = memory["bridge_mixed"]["ratio"]
         label = "mixed drain: bridge peak RSS over idle / largest message"
@@ -646,6 +658,14 @@ def render(report: dict[str, Any]) -> str:
                 f"| peak RSS {m['peak_kib'] / 1024:.0f} MiB, idle {m['idle_kib'] / 1024:.0f} "
                 f"MiB: +{m['growth_bytes'] / 1e6:.0f} MB = {m['ratio']:.2f}x |"
             )
+        for key, what in (("bridge_honest", "honest LIST"), ("bridge_liar", "LIST 100x small")):
+            if key in mem:
+                m = mem[key]
+                lines.append(
+                    f"| bridge draining {m['count']} x {m['size'] / 1e6:.0f} MB, {what} | peak "
+                    f"RSS {m['peak_kib'] / 1024:.0f} MiB, idle {m['idle_kib'] / 1024:.0f} MiB: "
+                    f"{m['ratio']:.2f}x the message |"
+                )
         if "bridge_mixed" in mem:
             m = mem["bridge_mixed"]
             lines.append(
@@ -770,6 +790,23 @@ def main() -> int:
                     f"  bridge, one {large_mb} MB message: {timed.seconds:.2f} s, "
                     f"peak RSS {timed.maxrss_kib / 1024:.0f} MiB"
                 )
+            if idle is not None:
+                # A server whose LIST understates sizes (Dovecot trusts the W= in the file
+                # name) must not make whole pipelined batches of big messages sit in memory.
+                liar_mb = _env_int("BENCH_LIAR_MB", 20)
+                several = [large_message(liar_mb * 1_000_000)] * _env_int("BENCH_LIAR_COUNT", 8)
+                for key, factor in (("honest", 1.0), ("liar", 0.01)):
+                    _log(f"memory: {len(several)} x {liar_mb} MB, LIST sizes x {factor}")
+                    timed = b.run_bridge(f"{key} sizes", several, list_factor=factor)
+                    growth = (timed.maxrss_kib - idle.maxrss_kib) * 1024
+                    memory[f"bridge_{key}"] = {
+                        "count": len(several),
+                        "size": len(several[0]),
+                        "peak_kib": timed.maxrss_kib,
+                        "idle_kib": idle.maxrss_kib,
+                        "ratio": growth / len(several[0]),
+                    }
+                    _log(f"  peak RSS {timed.maxrss_kib / 1024:.0f} MiB")
         if "mixed" in extras:
             peak = int(median(extras["mixed"]["bridge_maxrss_kib"]))
             growth = (peak - idle.maxrss_kib) * 1024

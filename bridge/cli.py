@@ -193,6 +193,9 @@ def _dispatch(args: argparse.Namespace) -> int:
         return EXIT_OK
     if args.command in ("run", "once"):
         from bridge.lock import DataDirLock
+        from bridge.memory import fix_mmap_threshold
+
+        fix_mmap_threshold()  # peak memory follows the messages in flight (bridge.memory)
 
         # Before the ledger is opened: a second process on one data_dir would post twice.
         with DataDirLock(config.data_dir):

@@ -232,6 +232,10 @@ class _KeepAlive:
         client = s._client()
         while True:
             await s.p.clock.sleep(s.policy.keepalive_interval)
+            if client.outstanding:
+                # Replies are on their way: the session is not idle, and a NOOP queued behind
+                # pipelined RETRs would read them all into memory ahead of the deliveries.
+                continue
             async with self._busy:
                 try:
                     await client.noop()
@@ -638,12 +642,19 @@ class _Session:
                     self.result.more_pending = True
                     break
                 await self._room()
-        except Pop3TimeoutError:
+        except Pop3Error as exc:
+            # A RETR that timed out (read here, or by another command reading on its behalf,
+            # which then finds the connection closed by the timeout) parks its message.
+            timeout = exc if isinstance(exc, Pop3TimeoutError) else client.failure
+            if not isinstance(timeout, Pop3TimeoutError):
+                raise
             stuck = next(order, None)
             if stuck is not None:
                 self._timed_out = stuck[0]
                 self._retr_failed(stuck[0], stuck[1], None)
-            raise
+            if timeout is exc:
+                raise
+            raise timeout from exc
         finally:
             await items.aclose()  # type: ignore[attr-defined]  # an async generator
         return started

@@ -71,12 +71,17 @@ class Pop3User:
     def maildir(self) -> Path:
         return self.home / "Maildir"
 
-    def deliver(self, raw: bytes) -> Path:
-        """Drop one message into ``Maildir/new``; messages keep the order they were delivered in."""
+    def deliver(self, raw: bytes, *, listed_size: int | None = None) -> Path:
+        """Drop one message into ``Maildir/new``; messages keep the order they were delivered in.
+
+        ``listed_size`` makes Dovecot's LIST claim another size (it trusts ``W=``): a server
+        that understates sizes, for the memory tests.
+        """
         seq = next(_sequence)
         # The leading number is what Dovecot sorts new files by: keep it monotonic.
         base = f"{1_700_000_000 + seq:012d}.M{seq:08d}P{os.getpid()}.popbridge-test"
-        name = f"{base},S={len(raw)},W={crlf_size(raw)}"
+        wire = crlf_size(raw) if listed_size is None else listed_size
+        name = f"{base},S={len(raw)},W={wire}"
         tmp = self.maildir / "tmp" / name
         tmp.write_bytes(raw)
         if self.chown:

@@ -93,6 +93,16 @@ class ClientCore:
         return self._conn is not None and not self._conn.closed and self._conn.tls_active
 
     @property
+    def outstanding(self) -> int:
+        """Commands sent whose replies have not been read yet (pipelining)."""
+        return 0 if self._conn is None else self._conn.outstanding
+
+    @property
+    def failure(self) -> BaseException | None:
+        """What closed the connection, when a failure did; None while it is open."""
+        return None if self._conn is None else self._conn.failure
+
+    @property
     def pipelining(self) -> bool:
         """True when commands are pipelined (logged in and the server announced PIPELINING)."""
         return self._conn is not None and self._conn.pipelining

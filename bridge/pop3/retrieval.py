@@ -126,17 +126,11 @@ class RetrievalMixin(ClientCore):
         todo = [self._num(num) for num in nums]
         conn = self._connection("RETR")
         limit = self._limit(max_bytes)
+        # No local name may keep a yielded message alive while the consumer holds it back
+        # (memory follows what the consumer still needs, not what this generator saw last).
         if not conn.pipelining or window <= 1:
             for num in todo:
-                try:
-                    data: bytes | Pop3Error = await self.retr(int(num), max_bytes=limit)
-                except Pop3MessageTooLargeError as exc:
-                    if not exc.connection_kept:
-                        raise
-                    data = exc
-                except Pop3ResponseError as exc:
-                    data = exc
-                yield int(num), data
+                yield int(num), await self._retr_or_error(int(num), limit)
             return
         queue: collections.deque[tuple[str, PendingReply]] = collections.deque()
         refill_at = window // 2
@@ -156,18 +150,33 @@ class RetrievalMixin(ClientCore):
                     await conn.drain()
                 num, pending = queue[0]
                 async with self._bounded("RETR", multiline=True):
-                    reply = await conn.wait(pending)
+                    await conn.wait(pending)
                 queue.popleft()
-                if not reply.response.ok:
-                    yield int(num), self._error(reply.response, "RETR")
-                elif reply.too_large:
-                    yield int(num), self._too_large("RETR", limit)
-                else:
-                    assert reply.data is not None
-                    yield int(num), reply.data
+                yield int(num), self._retr_item(pending, limit)
         except GeneratorExit:
             raise  # the consumer stopped early: leftover replies are read and dropped later
         except BaseException as exc:
             if queue and not conn.closed:
                 conn.fail(exc)  # replies are still outstanding: the session cannot go on
             raise
+
+    async def _retr_or_error(self, num: int, limit: int | None) -> bytes | Pop3Error:
+        try:
+            return await self.retr(num, max_bytes=limit)
+        except Pop3MessageTooLargeError as exc:
+            if not exc.connection_kept:
+                raise
+            return exc
+        except Pop3ResponseError as exc:
+            return exc
+
+    def _retr_item(self, pending: PendingReply, limit: int | None) -> bytes | Pop3Error:
+        """The message (or its error) out of an answered RETR; the reply lets go of it."""
+        reply, pending.reply = pending.reply, None
+        assert reply is not None
+        if not reply.response.ok:
+            return self._error(reply.response, "RETR")
+        if reply.too_large:
+            return self._too_large("RETR", limit)
+        assert reply.data is not None
+        return reply.data

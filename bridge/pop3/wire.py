@@ -343,6 +343,11 @@ class Connection:
         return self._closed
 
     @property
+    def failure(self) -> BaseException | None:
+        """What closed the connection, if a failure did (a timeout, a protocol error...)."""
+        return self._failure
+
+    @property
     def outstanding(self) -> int:
         """How many commands were sent and not yet answered."""
         return len(self._pending)
