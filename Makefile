@@ -29,7 +29,10 @@ $(STAMP): pyproject.toml
 
 venv: $(STAMP)
 
-# System packages the tests need: Dovecot (the real POP3 server) and promtool (alert rule tests).
+SERVERS_DIR ?= /var/cache/popbridge/servers
+
+# System packages the tests need: Dovecot (the real POP3 server) and promtool (alert rule tests),
+# then GNU mailutils pop3d and Courier POP3, unpacked beside Dovecot (tests/install-pop3-servers.sh).
 test-deps:
 	@missing=""; \
 	[ -x /usr/sbin/dovecot ] && [ -e /usr/lib/dovecot/pop3 ] || missing="$$missing dovecot-pop3d"; \
@@ -44,12 +47,13 @@ test-deps:
 			exit 1; \
 		fi; \
 	fi
+	@sh tests/install-pop3-servers.sh $(SERVERS_DIR)
 
 demo: $(STAMP)
 	$(VENV)/bin/popbridge demo
 
 test: $(STAMP) test-deps
-	$(PY) -m pytest $(PYTEST_ARGS)
+	POPBRIDGE_SERVERS_DIR=$(SERVERS_DIR) $(PY) -m pytest $(PYTEST_ARGS)
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check bridge tests bench deploy

@@ -24,7 +24,9 @@ bench/results/latest.json. Environment knobs:
 - ``BENCH_REPEAT`` (3): runs per method and workload; medians are reported.
 - ``BENCH_WORKLOADS`` (``small,mixed``).
 - ``BENCH_SKIP``: comma-separated methods to leave out (``fetchmail``, ``naive``, ``raw``,
-  ``client``, ``parse``, ``memory``).
+  ``client``, ``parse``, ``memory``, ``servers``).
+- ``BENCH_SERVERS_COUNT`` (2000): messages per server in the servers-side-by-side run
+  (bench/servers.py: Dovecot, Courier, mailutils).
 - ``BENCH_LARGE_MB`` (50): size of the single large message for the memory figure.
 - ``BENCH_BRIDGE_MAILBOX``: JSON object merged into the bridge's mailbox config, for
   experiments such as ``{"delivery_concurrency": 16}`` (the default is the stock config).
@@ -55,6 +57,7 @@ import yaml
 
 from bench import parse_bench
 from bench.rawpop import raw_retrieve
+from bench.servers import TARGET_RATIO, as_dicts, bench_servers, render_servers
 from bench.workloads import WORKLOADS, large_message
 from bridge.pop3 import Pop3Client
 from tests.dovecot import Dovecot, Pop3User
@@ -756,6 +759,7 @@ def main() -> int:
     memory: dict[str, Any] = {}
     parse: dict[str, Any] = {}
     idle: Timed | None = None
+    servers: list[dict[str, Any]] = []
     try:
         _log("bridge start-up: once over an empty mailbox")
         idles = [b.run_bridge(f"empty#{i + 1}", []) for i in range(repeat)]
@@ -763,6 +767,9 @@ def main() -> int:
         _log(f"  empty once: {idle.seconds:.3f} s, peak RSS {idle.maxrss_kib / 1024:.0f} MiB")
         for name in workloads:
             e2e[name], extras[name] = bench_workload(b, name, repeat, skip, idle)
+        if "servers" not in skip:
+            _log("the bridge on each real POP3 server")
+            servers = as_dicts(bench_servers(b, repeat, _env_int("BENCH_SERVERS_COUNT", 2000)))
         if "client" not in skip:
             _log("POP3 client alone (small)")
             client = bench_client(b, repeat)
@@ -836,6 +843,16 @@ def main() -> int:
         shutil.rmtree(work, ignore_errors=True)
 
     checks = evaluate(e2e, client, memory)
+    checks += [
+        Check(
+            f"servers: {r['server']} / Dovecot time",
+            r["ratio"],
+            f"<= {TARGET_RATIO:g}x",
+            r["ratio"] <= TARGET_RATIO,
+        )
+        for r in servers
+        if r["server"] != "dovecot"
+    ]
     report: dict[str, Any] = {
         "date": datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
         "machine": machine(),
@@ -851,11 +868,13 @@ def main() -> int:
         "client": [_row_dict(r) for r in client],
         "parse": parse,
         "memory": memory,
+        "servers": servers,
         "checks": [asdict(c) for c in checks],
         "failures": b.failures,
     }
     path = write_results(report)
     print(render(report))
+    print("\n".join(render_servers(servers)))
     print(
         f"\n(results: {path.relative_to(ROOT)}, bench/results/latest.json; "
         f"{report['elapsed_seconds']:.0f} s)"

@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING
 
 import structlog
 
+from bridge.checkup import QUIT_WARN_SECONDS, CheckRow, check_mailbox
 from bridge.clock import Clock, SystemClock
 from bridge.config import Config, MailboxConfig, WebhookConfig
 from bridge.deadletter import DeadLetterStore
@@ -29,7 +30,6 @@ from bridge.errors import (
     LedgerError,
     Pop3AuthError,
     Pop3ConnectionError,
-    Pop3Error,
     Pop3InUseError,
     Pop3LoginDelayError,
     Pop3ProtocolError,
@@ -39,6 +39,7 @@ from bridge.errors import (
 )
 from bridge.health import HealthState
 from bridge.ledger import Ledger
+from bridge.logindelay import LoginPacer
 from bridge.metrics import Metrics, SessionOutcome
 from bridge.mime import PayloadOptions
 from bridge.poller import MailboxPolicy, Poller, SessionResult
@@ -51,6 +52,8 @@ if TYPE_CHECKING:
 log = structlog.get_logger("bridge.app")
 
 MAX_FAILURE_BACKOFF = 900.0  # seconds; a broken mailbox is retried at least every 15 minutes
+ONCE_MAX_WAIT = 120.0
+"""Seconds `once` waits in all for one mailbox (LOGIN-DELAY, [IN-USE]) before it gives up."""
 JITTER = 0.1  # +-10 % on every interval, so mailboxes do not poll in lock-step
 
 
@@ -99,8 +102,14 @@ def mailbox_policy(cfg: MailboxConfig) -> MailboxPolicy:
     )
 
 
-def client_factory(cfg: MailboxConfig) -> Callable[[], Awaitable[Pop3Client]]:
-    """A function that opens a logged-in POP3 client for this mailbox."""
+def client_factory(
+    cfg: MailboxConfig, on_login: Callable[[Pop3Client], None] | None = None
+) -> Callable[[], Awaitable[Pop3Client]]:
+    """A function that opens a logged-in POP3 client for this mailbox.
+
+    Each login is logged once at info (TLS mode and version, mechanism, UTF8) and handed to
+    ``on_login`` (the LOGIN-DELAY pacer).
+    """
 
     context: ssl.SSLContext | None = None
     if not cfg.tls_verify:
@@ -140,9 +149,33 @@ def client_factory(cfg: MailboxConfig) -> Callable[[], Awaitable[Pop3Client]]:
         except BaseException:
             await client.close()
             raise
+        log_login(cfg, client)
+        if on_login is not None:
+            on_login(client)
         return client
 
     return open_client
+
+
+def log_login(cfg: MailboxConfig, client: Pop3Client) -> None:
+    """One info line per session: how the connection is protected and how it logged in."""
+    caps = client.capabilities
+    log.info(
+        "pop3_login",
+        mailbox=cfg.name,
+        tls=str(cfg.tls),
+        tls_version=client.tls_version,
+        mechanism=client.mechanism,
+        utf8=client.utf8,
+        login_delay=caps.login_delay,
+        pipelining=client.pipelining,
+    )
+    if not client.tls_active and caps.stls:
+        log.warning(
+            "pop3_plaintext_login",
+            mailbox=cfg.name,
+            detail="the server offers STLS: tls: starttls would encrypt the login and the mail",
+        )
 
 
 def shard_of(name: str, count: int) -> int:
@@ -193,17 +226,6 @@ class MailboxState:
     last_exception: BaseException | None = None
 
 
-@dataclass(frozen=True)
-class CheckRow:
-    """One line of ``popbridge check``."""
-
-    mailbox: str
-    ok: bool
-    messages: int | None
-    size: int | None
-    detail: str
-
-
 # ---------------------------------------------------------------------- the app
 
 
@@ -243,12 +265,15 @@ class App:
             on_breaker_change=self.metrics.breaker_changed,
             wall_clock=self.clock.time,
         )
+        self.pacer = LoginPacer(self.clock)
+        self.once_max_wait = ONCE_MAX_WAIT
+        self.check_quit_warn = QUIT_WARN_SECONDS
         self.mailboxes = {
             m.name: MailboxState(
                 config=m,
                 poller=Poller(
                     mailbox_policy(m),
-                    open_client=client_factory(m),
+                    open_client=client_factory(m, self._on_login(m.name)),
                     ledger=self.ledger,
                     webhooks=self.webhooks,
                     targets=self.targets,
@@ -262,6 +287,12 @@ class App:
         self._sessions = asyncio.Semaphore(config.max_concurrent_sessions)
         self.server: HttpServer | None = None  # only `run` serves HTTP (see start_http)
         self.health.set_config_loaded()
+
+    def _on_login(self, name: str) -> Callable[[Pop3Client], None]:
+        def record(client: Pop3Client) -> None:
+            self.pacer.logged_in(name, client.capabilities.login_delay)
+
+        return record
 
     async def close(self) -> None:
         """Close the webhook client, the HTTP server and the ledger."""
@@ -378,12 +409,44 @@ class App:
         return all(not t.cancelled() and t.exception() is None and t.result() for t in tasks)
 
     async def _drain(self, state: MailboxState, stop: asyncio.Event) -> bool:
+        """Sessions until the mailbox is drained. Waits, within ``once_max_wait`` in all, for
+        an announced LOGIN-DELAY before each login after the first and after a refused login
+        ([LOGIN-DELAY], [IN-USE]); a longer wait leaves the rest for the next run."""
         ok = True
         result: SessionResult | None = None
+        name = state.config.name
+        waited = 0.0
         while not stop.is_set():
+            pause = self.pacer.remaining(name)
+            if pause > 0:
+                if waited + pause > self.once_max_wait:
+                    log.warning(
+                        "login_delay_too_long",
+                        mailbox=name,
+                        wait=round(pause, 1),
+                        bound=self.once_max_wait,
+                        detail="messages left on the server for the next run",
+                    )
+                    return False
+                log.info("login_delay_wait", mailbox=name, seconds=round(pause, 1))
+                waited += pause
+                if await _wait(stop, pause, self.clock):
+                    return False
             result = await self.session(state, stop)
             if result is None:
-                return False
+                retry = self._once_retry(state)
+                if retry is None or waited + retry > self.once_max_wait:
+                    return False
+                log.info(
+                    "login_retry_wait",
+                    mailbox=name,
+                    seconds=round(retry, 1),
+                    reason=session_outcome(state.last_exception, None),
+                )
+                waited += retry
+                if await _wait(stop, retry, self.clock):
+                    return False
+                continue
             ok = (
                 ok
                 and result.ok
@@ -396,6 +459,17 @@ class App:
                 break
         # Stopped (SIGTERM) with mail left behind: not "everything delivered".
         return ok and not (stop.is_set() and result is not None and result.more_pending)
+
+    def _once_retry(self, state: MailboxState) -> float | None:
+        """How long `once` waits before it tries a refused login again (None: it does not)."""
+        error = state.last_exception
+        if isinstance(error, Pop3LoginDelayError):
+            delay = error.delay or self.pacer.announced(state.config.name) or 60.0
+            self.pacer.refused(state.config.name, delay)
+            return delay
+        if isinstance(error, Pop3InUseError):
+            return max(1.0, min(state.config.login_backoff_in_use, 10.0))
+        return None
 
     async def run(self, stop: asyncio.Event) -> None:
         """The service: poll every mailbox until ``stop`` is set, then wind down."""
@@ -428,6 +502,10 @@ class App:
                 return
             result = await self.session(state, stop)
             delay = self._delay_after(state, result)
+            pause = self.pacer.remaining(state.config.name)
+            if pause > delay:
+                log.info("login_delay_wait", mailbox=state.config.name, seconds=round(pause, 1))
+                delay = pause
 
     def _delay_after(self, state: MailboxState, result: SessionResult | None) -> float:
         cfg = state.config
@@ -441,27 +519,21 @@ class App:
         if isinstance(error, Pop3InUseError):
             return self._jitter(cfg.login_backoff_in_use)
         if isinstance(error, Pop3LoginDelayError):
-            return max(error.delay or cfg.poll_interval, 1.0)
+            delay = max(error.delay or self.pacer.announced(cfg.name) or cfg.poll_interval, 1.0)
+            self.pacer.refused(cfg.name, delay)
+            return delay
         return self._jitter(
             min(cfg.poll_interval * 2 ** min(state.failures - 1, 10), MAX_FAILURE_BACKOFF)
         )
 
     async def check(self) -> list[CheckRow]:
-        """Connect, authenticate and STAT each mailbox; change nothing."""
+        """Try what a session needs on each mailbox, changing nothing (:mod:`bridge.checkup`)."""
 
         async def one(state: MailboxState) -> CheckRow:
-            name = state.config.name
-            try:
-                async with self._sessions:
-                    client = await client_factory(state.config)()
-                    try:
-                        stat = await client.stat()
-                        await client.quit()
-                    finally:
-                        await client.close()
-            except (Pop3Error, OSError, TimeoutError, ssl.SSLError) as exc:
-                return CheckRow(name, False, None, None, f"{session_outcome(exc, None)}: {exc}")
-            return CheckRow(name, True, stat.count, stat.size, "ok")
+            async with self._sessions:
+                return await check_mailbox(
+                    state.config.name, state.poller.open_client, quit_warn=self.check_quit_warn
+                )
 
         return list(await asyncio.gather(*(one(s) for s in self.mailboxes.values())))
 

@@ -3,8 +3,10 @@
 Message numbers last one session; the ledger knows a message by its identity (DESIGN.md):
 
 - its UIDL (RFC 1939 section 7), hashed (``h:...``) when it is over-long or malformed;
-- without UIDL (not offered by the server), a hash of the ``TOP n 0`` headers Message-ID,
-  Date, From, Subject and the size (``hdr:...``);
+- without UIDL (not offered by the server), a hash of the headers Message-ID, Date, From,
+  Subject and the size (``hdr:...``), read with ``TOP n 0``, or, from a server that offers
+  neither UIDL nor TOP, from the header of the message itself (``RETR``): the same hash
+  either way. No command that the server's CAPA left out is ever sent;
 - where two messages would share one (duplicate UIDLs, colliding header hashes), a content
   hash is added (``<id>~<sha256>``), so two different messages never share a ledger row or a
   webhook-id.
@@ -29,6 +31,7 @@ __all__ = [
     "MAX_UIDL_LENGTH",
     "Inventory",
     "Message",
+    "can_top",
     "content_key",
     "key_base",
     "retr_limit",
@@ -58,6 +61,8 @@ class Inventory:
     problems: list[str] = field(default_factory=list)
     uidl_refused: Pop3ResponseError | None = None
     """The ``-ERR`` to UIDL of a server that does not offer it (header identities used)."""
+    uidl_missing: bool = False
+    """The server's CAPA has no UIDL, so UIDL was not sent (header identities used)."""
 
 
 def retr_limit(max_message_bytes: int) -> int:
@@ -85,17 +90,24 @@ async def take_inventory(
     sizes = {e.num: e.size for e in await client.list()}
     found = Inventory(messages=[])
     uids: dict[int, str] = {}
-    try:
-        uids = {e.num: e.uid for e in await client.uidl()}
-    except Pop3ResponseError as exc:
-        if client.capabilities.uidl:
-            raise
-        found.uidl_refused = exc
+    caps = client.capabilities
+    if caps.uidl or not caps.known:
+        try:
+            uids = {e.num: e.uid for e in await client.uidl()}
+        except Pop3ResponseError as exc:
+            if caps.uidl:
+                raise
+            found.uidl_refused = exc
+    else:
+        found.uidl_missing = True
     identities: dict[int, str] = {}
+    heads = await header_blocks(client, [num for num in sorted(sizes) if num not in uids])
     for num in sorted(sizes):
         listed = uids.get(num)
         if listed is None:
-            identities[num] = await _header_identity(client, num, sizes[num])
+            if num not in heads:
+                continue  # unreadable now (gone since LIST): not this session
+            identities[num] = header_identity(heads[num], sizes[num])
         elif not valid_uidl(listed):
             found.problems.append(f"UIDL of message {num} is not RFC 1939")
             digest = hashlib.sha256(listed.encode("utf-8", "surrogateescape")).hexdigest()
@@ -157,12 +169,43 @@ def content_key(uid: str, digest: str, copies: dict[str, int]) -> str:
     return f"{base}~{short}{suffix}"
 
 
-async def _header_identity(client: Pop3Client, num: int, size: int) -> str:
-    """Identity from Message-ID, Date, From, Subject and size (DESIGN.md), via TOP n 0."""
-    head = await client.top(num, 0)
+def can_top(client: Pop3Client) -> bool:
+    """True when TOP may be sent: CAPA listed it, or the server did not answer CAPA."""
+    caps = client.capabilities
+    return caps.top or not caps.known
+
+
+async def header_blocks(client: Pop3Client, nums: list[int]) -> dict[int, bytes]:
+    """The header of each message: ``TOP n 0`` where the server offers TOP, else ``RETR``
+    (pipelined) cut at the first empty line, the body dropped at once. A message that
+    cannot be retrieved now (gone since LIST) is left out."""
+    if not nums:
+        return {}
+    if can_top(client):
+        return {num: await client.top(num, 0) for num in nums}
+    heads: dict[int, bytes] = {}
+    async for num, raw in client.retr_each(nums, max_bytes=None):
+        if isinstance(raw, bytes):
+            heads[num] = header_of(raw)
+    return heads
+
+
+def header_of(raw: bytes) -> bytes:
+    """The header block of a message (up to and including the empty line)."""
+    for sep in (b"\r\n\r\n", b"\n\n"):
+        end = raw.find(sep)
+        if end >= 0:
+            return raw[: end + len(sep)]
+    return raw
+
+
+def header_identity(head: bytes, size: int) -> str:
+    """Identity from Message-ID, Date, From, Subject and size (DESIGN.md)."""
     wanted = {b"message-id", b"date", b"from", b"subject"}
     picked: list[bytes] = []
     for line in head.replace(b"\r\n", b"\n").split(b"\n"):
+        if not line.strip():
+            break  # the end of the header: a TOP n 0 answer and a whole message agree
         name, sep, value = line.partition(b":")
         if sep and name.strip().lower() in wanted:
             picked.append(name.strip().lower() + b":" + value.strip())
@@ -189,9 +232,13 @@ async def _content_identities(
         out[num] = content_key(uid, digest, copies)
 
     small = [n for n in nums if sizes[n] <= max_message_bytes]
-    for num in (n for n in nums if sizes[n] > max_message_bytes):
-        head = await client.top(num, 0)
-        name(num, "t" + hashlib.sha256(head + b"size:%d" % sizes[num]).hexdigest()[:23])
+    large = [n for n in nums if sizes[n] > max_message_bytes]
+    heads = await header_blocks(client, large)
+    for num in large:
+        if num not in heads:
+            del out[num]  # unreadable now: not this session
+            continue
+        name(num, "t" + hashlib.sha256(heads[num] + b"size:%d" % sizes[num]).hexdigest()[:23])
     async for num, raw in client.retr_each(small, max_bytes=retr_limit(max_message_bytes)):
         if isinstance(raw, bytes):
             name(num, hashlib.sha256(raw).hexdigest()[:24])

@@ -41,7 +41,7 @@ from bridge.errors import (
     Pop3ResponseError,
     Pop3TimeoutError,
 )
-from bridge.identity import Message, content_key, retr_limit, take_inventory
+from bridge.identity import Message, can_top, content_key, retr_limit, take_inventory
 from bridge.ledger import Content, Ledger, Row, RowState, identity_base
 from bridge.mime import (
     Payload,
@@ -365,7 +365,9 @@ class _Session:
         )
         if found.uidl_refused is not None:
             self.p.metrics.pop3_error_response(mailbox, found.uidl_refused.code)
-            self.log.warning("uidl_unsupported", detail="using a hash of the headers from TOP")
+            self.log.warning("uidl_unsupported", detail="using a hash of the headers")
+        elif found.uidl_missing:
+            self.log.info("uidl_not_offered", detail="using a hash of the headers")
         if found.problems:
             self.result.identity_problems.extend(found.problems)
             self.p.metrics.identity_problem(mailbox, "duplicate", len(found.problems))
@@ -724,8 +726,8 @@ class _Session:
     async def _oversize(self, batch: _Batch, msg: Message, due: tuple[str, ...]) -> None:
         limit = self.policy.max_message_bytes
         reason = f"message is {msg.size} bytes, over max_message_bytes={limit}"
-        if self.policy.oversize_policy == "park":
-            self._park_oversize(msg, due, reason)
+        if self.policy.oversize_policy == "park" or not can_top(self._client()):
+            self._park_oversize(msg, due, reason)  # headers_only needs TOP (never unlisted)
             return
         self.result.oversize += 1
         self.p.metrics.message_oversize(self.policy.name)
@@ -736,6 +738,11 @@ class _Session:
         self._spawn(batch, msg, due, _Fetched(head=head, reason=reason))
 
     def _build(self, msg: Message, data: _Fetched) -> Payload:
+        if self._client().utf8:
+            return self._build_unmarked(msg, data).model_copy(update={"pop3_utf8": True})
+        return self._build_unmarked(msg, data)
+
+    def _build_unmarked(self, msg: Message, data: _Fetched) -> Payload:
         fetched_at = datetime.now(UTC)
         options = self.policy.payload_options
         mailbox = self.policy.name

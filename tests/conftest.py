@@ -10,6 +10,7 @@ import pytest
 
 from tests.dovecot import Dovecot, DovecotUnavailable, Pop3User
 from tests.fakes.pop3server import fake_pop3  # noqa: F401
+from tests.pop3servers import SERVERS, ServerBed, ServerUnavailable
 from tests.receiver import receiver  # noqa: F401
 
 
@@ -21,6 +22,22 @@ def dovecot() -> Iterator[Dovecot]:
         server.start()
     except DovecotUnavailable as exc:
         pytest.fail(str(exc), pytrace=False)
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture(scope="session", params=sorted(SERVERS))
+def other_server(request: pytest.FixtureRequest) -> Iterator[ServerBed]:
+    """Each of the other real POP3 servers (GNU mailutils, Courier) once for the whole run;
+    a server that cannot start fails the test that needs it, with the reason (never skips)."""
+    server = SERVERS[request.param]()
+    try:
+        server.start()
+    except ServerUnavailable as exc:
+        server.stop()
+        pytest.fail(f"{request.param}: {exc}", pytrace=False)
     try:
         yield server
     finally:

@@ -110,6 +110,14 @@ class Payload(_Model):
     uidl: str = Field(description="The POP3 UIDL (or fallback identity) of the message.")
     message_id: str | None = Field(description="Message-ID header, with angle brackets.")
     fetched_at: datetime = Field(description="When the bridge retrieved the message.")
+    pop3_utf8: bool = Field(
+        default=False,
+        exclude_if=lambda value: value is False,
+        description=(
+            "Present (true) when the POP3 session ran in UTF8 mode (RFC 6856): the server "
+            "sent UTF-8 headers as stored. Absent otherwise."
+        ),
+    )
     from_: list[Address] = Field(alias="from", description="From header mailboxes.")
     sender: list[Address] = Field(description="Sender header mailboxes.")
     reply_to: list[Address] = Field(description="Reply-To header mailboxes.")

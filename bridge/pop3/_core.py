@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
+import socket
 import ssl
 from collections.abc import AsyncIterator, Iterable
 from contextlib import asynccontextmanager
@@ -17,7 +19,8 @@ from bridge.errors import (
     Pop3ResponseError,
     Pop3TimeoutError,
 )
-from bridge.pop3.errors import error_for
+from bridge.pop3.errors import AUTH_VERBS, error_for
+from bridge.pop3.hints import auth_refusal_hint
 from bridge.pop3.options import Timeouts, TlsMode
 from bridge.pop3.responses import Capabilities, Greeting, Response
 from bridge.pop3.wire import DEFAULT_MAX_LINE_LENGTH, Connection, encode_command
@@ -31,6 +34,7 @@ _LISTING_LIMIT = 64 * 1024 * 1024
 """Largest CAPA/LIST/UIDL answer accepted (about a million messages)."""
 
 StrPath = str | os.PathLike[str]
+_TCP = (socket.AF_INET, socket.AF_INET6)
 
 
 class ClientCore:
@@ -77,7 +81,12 @@ class ClientCore:
         self.capabilities = Capabilities()
         """The latest ``CAPA`` answer (asked again after STLS and after login)."""
         self.authenticated = False
+        self.utf8 = False
+        """True once the server accepted ``UTF8`` (RFC 6856) in this session."""
+        self.mechanism: str | None = None
+        """The login method in use (``user``, ``apop``, ``plain``...), once logged in."""
         self._conn: Connection | None = None
+        self._writer: asyncio.StreamWriter | None = None
         self._session_deadline: float | None = None
 
     # ------------------------------------------------------------------ state
@@ -103,6 +112,15 @@ class ClientCore:
         return None if self._conn is None else self._conn.failure
 
     @property
+    def tls_version(self) -> str | None:
+        """The negotiated TLS version (``"TLSv1.3"``...), or None on a plain connection."""
+        if self._writer is None or not self.tls_active:
+            return None
+        ssl_object = self._writer.get_extra_info("ssl_object")
+        version = ssl_object.version() if ssl_object is not None else None
+        return str(version) if version is not None else None
+
+    @property
     def pipelining(self) -> bool:
         """True when commands are pipelined (logged in and the server announced PIPELINING)."""
         return self._conn is not None and self._conn.pipelining
@@ -115,6 +133,21 @@ class ClientCore:
                 context.load_cert_chain(self._client_cert, self._client_key)
             self._ssl_context = context
         return self._ssl_context
+
+    def _quickack(self) -> None:
+        """Ask the kernel to ACK the next segment at once (Linux ``TCP_QUICKACK``).
+
+        Called before waiting on pipelined replies with nothing buffered: a server that leaves
+        Nagle on (Courier, mailutils, Cyrus) sends its first reply and holds the rest until
+        it sees an ACK, which the client's delayed-ACK timer would hold back for ~40 ms when
+        the client has no command to send. The option is not sticky, hence one call per wait.
+        """
+        option = getattr(socket, "TCP_QUICKACK", None)
+        sock = self._writer.get_extra_info("socket") if self._writer is not None else None
+        if option is None or sock is None or sock.family not in _TCP:
+            return
+        with contextlib.suppress(OSError):  # a socket closing under us: the next read says so
+            sock.setsockopt(socket.IPPROTO_TCP, option, 1)
 
     def _connection(self, verb: str) -> Connection:
         conn = self._conn
@@ -163,13 +196,27 @@ class ClientCore:
     def _error(
         self, response: Response, verb: str, secrets: Iterable[str] = ()
     ) -> Pop3ResponseError:
+        hint = None
+        if verb in AUTH_VERBS:
+            method = {"USER": "user", "PASS": "user", "APOP": "apop"}.get(verb)
+            hint = auth_refusal_hint(
+                response.text,
+                method=method or self._auth_method,
+                caps=self.capabilities,
+                greeting=self.greeting,
+                tls_active=self.tls_active,
+            )
         return error_for(
             response,
             verb,
             mailbox=self.mailbox,
             login_delay=self.capabilities.login_delay,
             secrets=secrets,
+            hint=hint,
         )
+
+    _auth_method = "plain"
+    """The SASL mechanism of the AUTH command in progress (for hints)."""
 
     def _protocol_error(
         self, message: str, verb: str, cls: type[Pop3ProtocolError] = Pop3ProtocolError

@@ -6,7 +6,8 @@ The results are secrets: never log them.
 ``auto`` order (:func:`choose_mechanism`), strongest first for the credentials given:
 
 * a bearer token: ``XOAUTH2`` (what Google and Microsoft 365 accept), then ``OAUTHBEARER``
-  (RFC 7628). When the server announced no SASL list at all, ``XOAUTH2`` is tried.
+  (RFC 7628). When the server did not answer CAPA at all, ``XOAUTH2`` is tried; a server
+  whose CAPA has no SASL line is never sent AUTH.
 * a password on an encrypted connection: SASL ``PLAIN`` (one round trip, UTF-8 safe), then
   ``USER``/``PASS``, then SASL ``LOGIN``, then ``APOP``.
 * a password on an unencrypted connection (only reached with ``allow_insecure``): ``APOP``
@@ -96,14 +97,15 @@ def choose_mechanism(
     ``allow_insecure``, and :class:`Pop3AuthError` when nothing fits.
     """
     if not tls_active and not allow_insecure:
+        offers = " (the server offers STLS: use tls: starttls)" if caps.stls else ""
         raise Pop3InsecureAuthError(
             "refusing to send credentials over an unencrypted connection; use TLS "
-            "(implicit or STLS) or allow insecure authentication explicitly",
+            f"(implicit or STLS) or allow insecure authentication explicitly{offers}",
             command="AUTH",
         )
     sasl = set(caps.sasl)
     if has_token:
-        if "XOAUTH2" in sasl or not sasl:
+        if "XOAUTH2" in sasl or not caps.known:
             return Mechanism.XOAUTH2
         if "OAUTHBEARER" in sasl:
             return Mechanism.OAUTHBEARER

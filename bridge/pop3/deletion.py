@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import collections
 from collections.abc import Iterable
 
 from bridge.errors import Pop3ResponseError
 from bridge.pop3._core import ClientCore
 from bridge.pop3.responses import Response
-from bridge.pop3.wire import encode_command
+from bridge.pop3.wire import PendingReply, encode_command
 
 __all__ = ["DeletionMixin"]
 
@@ -41,14 +42,23 @@ class DeletionMixin(ClientCore):
                 else:
                     results.append(None)
             return results
-        for start in range(0, len(todo), window):
-            batch = todo[start : start + window]
-            pendings = conn.send_many((encode_command("DELE", num) for num in batch), "DELE")
-            await conn.drain()
-            for pending in pendings:
-                async with self._bounded("DELE"):
-                    reply = await conn.wait(pending)
-                results.append(None if reply.response.ok else self._error(reply.response, "DELE"))
+        queue: collections.deque[PendingReply] = collections.deque()
+        sent = 0
+        while sent < len(todo) or queue:
+            # Refill when the client would otherwise wait for the network (its ACK then
+            # rides on the commands: see retr_each), or when half the window is free.
+            room = window - len(queue)
+            if sent < len(todo) and (room >= max(1, window // 2) or conn.buffered == 0):
+                batch = todo[sent : sent + window - len(queue)]
+                sent += len(batch)
+                queue.extend(conn.send_many((encode_command("DELE", n) for n in batch), "DELE"))
+                await conn.drain()
+            pending = queue.popleft()
+            if conn.buffered == 0 and queue:
+                self._quickack()
+            async with self._bounded("DELE"):
+                reply = await conn.wait(pending)
+            results.append(None if reply.response.ok else self._error(reply.response, "DELE"))
         return results
 
     async def rset(self) -> Response:

@@ -62,18 +62,21 @@ def error_for(
     mailbox: str | None = None,
     login_delay: int | None = None,
     secrets: Iterable[str] = (),
+    hint: str | None = None,
 ) -> Pop3ResponseError:
     """The typed error for a ``-ERR`` ``response`` to ``verb``.
 
     ``secrets`` are scrubbed from the server's text, in case a server echoes what it was sent.
     ``login_delay`` (from CAPA) becomes ``delay`` on a :class:`Pop3LoginDelayError`.
+    ``hint`` (what to do, see :mod:`bridge.pop3.hints`) replaces the generic advice on a
+    refused login.
     """
     text = redact(response.text, secrets)
     cls = _error_class(response.code, verb)
     shown = f"[{response.code}] {text}" if response.code else text
     message = f"the server refused {verb}: -ERR {shown}".rstrip()
     if cls is Pop3AuthError:
-        message += "; check the username and the password or token"
+        message += f"; {hint or 'check the username and the password or token'}"
     if cls is Pop3LoginDelayError:
         return Pop3LoginDelayError(
             message,

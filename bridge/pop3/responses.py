@@ -124,6 +124,9 @@ class Capabilities:
     resp_codes: bool = False
     auth_resp_code: bool = False
     sasl: tuple[str, ...] = ()
+    utf8: bool = False
+    """``UTF8`` (RFC 6856): the server takes the ``UTF8`` command (and may need it to send
+    messages with UTF-8 headers as they are)."""
     login_delay: int | None = None
     expire: str | None = None
     implementation: str | None = None
@@ -160,6 +163,7 @@ class Capabilities:
             stls="STLS" in raw,
             resp_codes="RESP-CODES" in raw,
             auth_resp_code="AUTH-RESP-CODE" in raw,
+            utf8="UTF8" in raw,
             sasl=tuple(m.upper() for m in raw.get("SASL", ())),
             login_delay=login_delay,
             expire=" ".join(expire) if expire is not None else None,

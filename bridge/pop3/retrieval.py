@@ -112,11 +112,12 @@ class RetrievalMixin(ClientCore):
         either is a complete reply, so the session goes on with the next message. A
         connection, timeout or protocol failure raises (and closes the connection).
 
-        With PIPELINING (announced and logged in) up to ``window`` RETRs are in flight;
-        otherwise one at a time. Other commands (``dele`` of a message already yielded,
-        ``noop``) may be sent between items; their replies are read in order. Stopping early
-        leaves the session usable (the outstanding replies are read and dropped by the next
-        command).
+        With PIPELINING (announced and logged in) up to ``window`` RETRs are in flight, and
+        the window is refilled whenever the client would otherwise wait for the network (or
+        half of it is free); otherwise one at a time. Other commands
+        (``dele`` of a message already yielded, ``noop``) may be sent between items; their
+        replies are read in order. Stopping early leaves the session usable (the outstanding
+        replies are read and dropped by the next command).
 
         Memory: a command sent between items reads the outstanding replies first, so up to
         ``window`` messages may be held at once; lower ``window`` for very large messages.
@@ -133,26 +134,42 @@ class RetrievalMixin(ClientCore):
                 yield int(num), await self._retr_or_error(int(num), limit)
             return
         queue: collections.deque[tuple[str, PendingReply]] = collections.deque()
-        refill_at = window // 2
         sent = 0
+        refill = max(1, window // 2)
+
+        def send(count: int) -> None:
+            nonlocal sent
+            batch = todo[sent : sent + count]
+            sent += len(batch)
+            pendings = conn.send_many(
+                (encode_command("RETR", num) for num in batch),
+                "RETR",
+                multiline=True,
+                max_bytes=limit,
+            )
+            queue.extend(zip(batch, pendings, strict=True))
+
         try:
-            while queue or sent < len(todo):
-                if len(queue) <= refill_at and sent < len(todo):
-                    batch = todo[sent : sent + window - len(queue)]
-                    sent += len(batch)
-                    pendings = conn.send_many(
-                        (encode_command("RETR", num) for num in batch),
-                        "RETR",
-                        multiline=True,
-                        max_bytes=limit,
-                    )
-                    queue.extend(zip(batch, pendings, strict=True))
-                    await conn.drain()
+            send(window)
+            await conn.drain()
+            while queue:
                 num, pending = queue[0]
+                if conn.buffered == 0 and len(queue) > 1:
+                    self._quickack()
                 async with self._bounded("RETR", multiline=True):
                     await conn.wait(pending)
                 queue.popleft()
                 yield int(num), self._retr_item(pending, limit)
+                room = window - len(queue)
+                if sent < len(todo) and (room >= refill or conn.buffered == 0):
+                    # Refill before the client would wait for the network: a server that
+                    # leaves Nagle on (Courier) holds its next reply until it sees an ACK,
+                    # which then comes with these commands instead of after the client's
+                    # delayed-ACK timer (~40 ms per refill). While replies are already
+                    # buffered, refills are grouped: one command per packet makes servers
+                    # that cork their output (Dovecot) several times slower.
+                    send(room)
+                    await conn.drain()
         except GeneratorExit:
             raise  # the consumer stopped early: leftover replies are read and dropped later
         except BaseException as exc:

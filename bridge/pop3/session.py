@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import socket
 import ssl
 
 from bridge.errors import (
@@ -11,12 +12,14 @@ from bridge.errors import (
     Pop3ConnectionError,
     Pop3Error,
     Pop3InsecureAuthError,
+    Pop3ResponseError,
     Pop3TimeoutError,
     Pop3TLSError,
 )
 from bridge.pop3 import auth
 from bridge.pop3._core import ClientCore
 from bridge.pop3.auth import Mechanism
+from bridge.pop3.hints import no_greeting_hint, offered_methods, tls_failure_hint
 from bridge.pop3.options import TlsMode
 from bridge.pop3.responses import Capabilities, Greeting, Response, Status
 from bridge.pop3.wire import STREAM_LIMIT, Connection, encode_command
@@ -45,6 +48,8 @@ class SessionMixin(ClientCore):
             loop.time() + timeouts.session if timeouts.session is not None else None
         )
         self.authenticated = False
+        self.utf8 = False
+        self.mechanism = None
         self.capabilities = Capabilities()
         self.greeting = None
         context = self.ssl_context() if self.tls_mode is TlsMode.IMPLICIT else None
@@ -68,13 +73,18 @@ class SessionMixin(ClientCore):
                 mailbox=self.mailbox,
             ) from exc
         except ssl.SSLError as exc:  # includes certificate verification failures
+            hint = tls_failure_hint(exc)
             raise Pop3TLSError(
-                f"TLS with {where} failed: {exc}", command="connect", mailbox=self.mailbox
+                f"TLS with {where} failed: {exc}" + (f"; {hint}" if hint else ""),
+                command="connect",
+                mailbox=self.mailbox,
             ) from exc
         except OSError as exc:
             raise Pop3ConnectionError(
                 f"could not connect to {where}: {exc}", command="connect", mailbox=self.mailbox
             ) from exc
+        _set_nodelay(writer)
+        self._writer = writer
         self._conn = Connection(
             reader,
             writer,
@@ -91,7 +101,7 @@ class SessionMixin(ClientCore):
             except Pop3TimeoutError as exc:
                 raise Pop3TimeoutError(
                     f"no complete greeting from {where} within {timeouts.connect} s "
-                    "(connect_timeout); connection closed",
+                    f"(connect_timeout); connection closed; {no_greeting_hint(self.tls_mode)}",
                     command="greeting",
                     mailbox=self.mailbox,
                 ) from exc
@@ -101,6 +111,7 @@ class SessionMixin(ClientCore):
             await self.capa()
             if self.tls_mode is TlsMode.STARTTLS:
                 await self.stls()
+            await self._enable_utf8()
         except BaseException:
             self.abort()
             raise
@@ -162,6 +173,13 @@ class SessionMixin(ClientCore):
                     server_hostname=self.server_hostname,
                     handshake_timeout=self.timeouts.connect,
                 )
+        except Pop3TLSError as exc:
+            hint = tls_failure_hint(exc.__cause__) if exc.__cause__ is not None else ""
+            if not hint:
+                raise
+            raise Pop3TLSError(
+                f"{exc.message}; {hint}", command="STLS", mailbox=self.mailbox
+            ) from exc.__cause__
         except TimeoutError as exc:
             if isinstance(exc, Pop3Error):
                 raise
@@ -172,14 +190,39 @@ class SessionMixin(ClientCore):
             raise error from exc
         return await self.capa()
 
+    async def utf8_command(self) -> Response:
+        """``UTF8`` (RFC 6856): the server may then send UTF-8 headers as they are stored."""
+        response = await self._simple("UTF8")
+        self.utf8 = True
+        return response
+
+    async def _enable_utf8(self) -> None:
+        """Send ``UTF8`` when CAPA announced it and it is not on yet.
+
+        RFC 6856 makes UTF8 an AUTHORIZATION-state command, so it is sent before login; a
+        server that refuses it there gets it again after login (when its CAPA still announces
+        it). Without it Courier replaces every message with UTF-8 headers by a "Cannot display
+        Unicode content" notice, so the real message would be posted and deleted unseen.
+        """
+        if self.utf8 or not self.capabilities.utf8:
+            return
+        try:
+            await self.utf8_command()
+        except Pop3ResponseError:
+            if self.authenticated:
+                raise
+
     # ------------------------------------------------------------------ authentication
 
     def _check_secure(self, verb: str, allow_insecure: bool) -> None:
         if not self.tls_active and not allow_insecure:
+            offers = (
+                " (the server offers STLS: use tls: starttls)" if self.capabilities.stls else ""
+            )
             raise Pop3InsecureAuthError(
                 f"refusing to send credentials ({verb}) over an unencrypted connection to "
                 f"{self.host}:{self.port}; use tls: implicit or starttls, or allow insecure "
-                "authentication explicitly",
+                f"authentication explicitly{offers}",
                 command=verb,
                 mailbox=self.mailbox,
             )
@@ -197,6 +240,7 @@ class SessionMixin(ClientCore):
     async def _logged_in(self) -> None:
         self.authenticated = True
         await self.capa()  # RFC 2449: capabilities may change after login
+        await self._enable_utf8()
 
     async def user(self, username: str, *, allow_insecure: bool = False) -> Response:
         """``USER name``; the first half of USER/PASS."""
@@ -247,6 +291,19 @@ class SessionMixin(ClientCore):
         """
         mech = Mechanism(str(mechanism).lower())
         self._check_secure("AUTH", allow_insecure)
+        caps = self.capabilities
+        if caps.known and mech.upper() not in caps.sasl:
+            # Never send a command CAPA left out: a server without SASL answers AUTH with
+            # errors that read like a wrong password ("-ERR Not implemented").
+            offered = offered_methods(caps, self.greeting)
+            raise Pop3AuthError(
+                f"the server does not offer SASL {mech.upper()} (its CAPA lists "
+                f"{'SASL ' + ' '.join(caps.sasl) if caps.sasl else 'no SASL'}); "
+                f"use another auth ({', '.join(offered) or 'none'} offered)",
+                command="AUTH",
+                mailbox=self.mailbox,
+            )
+        self._auth_method = mech.value
         oauth = mech in (Mechanism.XOAUTH2, Mechanism.OAUTHBEARER)
         secret = token if oauth else password
         if secret is None:
@@ -348,6 +405,7 @@ class SessionMixin(ClientCore):
                 authzid=authzid,
                 allow_insecure=allow_insecure,
             )
+        self.mechanism = chosen.value
         return chosen
 
     # ------------------------------------------------------------------ keep-alive and end
@@ -375,3 +433,11 @@ class SessionMixin(ClientCore):
         """Close the connection without QUIT: messages marked for deletion stay."""
         if self._conn is not None:
             await self._conn.close(self.timeouts.connect)
+
+
+def _set_nodelay(writer: asyncio.StreamWriter) -> None:
+    """TCP_NODELAY on the client socket: a small command is sent at once, never held back by
+    Nagle while an earlier segment waits for the server's (delayed) ACK."""
+    sock = writer.get_extra_info("socket")
+    if sock is not None and sock.family in (socket.AF_INET, socket.AF_INET6):
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)

@@ -138,6 +138,11 @@ class FrameReader:
         """Octets per second a multi-line body must average once ``read_timeout`` has passed
         since its status line: a trickle ends, a slow but steady transfer goes on."""
 
+    @property
+    def buffered(self) -> int:
+        """Octets read from the stream and not yet parsed (0: the next frame needs a read)."""
+        return len(self._buf) - self._pos
+
     def discard_buffer(self) -> int:
         """Drop everything buffered but not yet read (at the STLS switch); returns the count."""
         dropped = len(self._buf) - self._pos
@@ -351,6 +356,11 @@ class Connection:
     def outstanding(self) -> int:
         """How many commands were sent and not yet answered."""
         return len(self._pending)
+
+    @property
+    def buffered(self) -> int:
+        """Octets read and not yet parsed (0: the next reply needs another read)."""
+        return self.frames.buffered
 
     @property
     def tls_active(self) -> bool:
