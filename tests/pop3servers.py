@@ -86,6 +86,14 @@ def _tail(path: Path, lines: int = 30) -> str:
         return f"(no log at {path})"
 
 
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return True
+
+
 def _crypt(password: str) -> str:
     """A crypt(3) SHA-512 hash, as mailutils' virtdomain and Courier's userdb compare it."""
     try:
@@ -337,20 +345,41 @@ mount --bind {self.run} /run/courier
 /usr/sbin/makeuserdb
 chown -R courier:courier /run/courier/authdaemon
 /usr/lib/courier/courier-authlib/authdaemond &
+echo $! >> {self.root}/pids
 export POP3AUTH="PLAIN LOGIN" POP3AUTH_TLS="PLAIN LOGIN" POP3_STARTTLS=YES \\
     POP3_TLS_REQUIRED=0 COURIERTLS=/usr/bin/couriertls TLS_CERTFILE=/etc/courier/pop3d.pem \\
     TLS_DHPARAMS=/etc/courier/dhparams.pem TLS_VERIFYPEER=NONE TLS_PROTOCOL=TLS1_2:TLS1_3 \\
     MAILDIRPATH=Maildir
 # authdaemond takes a moment to open its socket
 for i in $(seq 100); do [ -S /run/courier/authdaemon/socket ] && break; sleep 0.05; done
+# couriertcpd makes itself a process group leader: stop() kills each group by these pids
 {tcpd} {self.port} {login} {pop3d} Maildir &
+echo $! >> {self.root}/pids
 POP3_TLS=1 {tcpd} {self.tls_port} /usr/bin/couriertls -server -tcpd {login} {pop3d} Maildir &
+echo $! >> {self.root}/pids
 wait
 """
         )
         script.chmod(0o755)
         self._spawn(["unshare", "-m", "--propagation", "private", str(script)])
         return self
+
+    def stop(self) -> None:
+        """Stop couriertcpd (each its own process group, with its sessions) and authdaemond,
+        then the namespace's shell and the directory."""
+        try:
+            pids = [int(p) for p in (self.root / "pids").read_text().split()]
+        except (OSError, ValueError):
+            pids = []
+        for sig in (signal.SIGTERM, signal.SIGKILL):
+            for pid in pids:
+                for kill in (os.killpg, os.kill):
+                    with contextlib.suppress(ProcessLookupError, PermissionError):
+                        kill(pid, sig)
+            deadline = time.monotonic() + 5
+            while pids and time.monotonic() < deadline and any(_alive(p) for p in pids):
+                time.sleep(0.05)
+        super().stop()
 
     def _makeuserdb(self) -> None:
         assert self._process is not None
