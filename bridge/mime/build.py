@@ -256,13 +256,16 @@ def _payload(
 
 
 def _strip_envelope(raw: bytes, defects: DefectSink) -> tuple[bytes, int]:
-    """Undo what is not MIME: an mbox ``From `` line, old Mac CR-only line ends."""
+    """Undo what is not MIME: a byte-order mark, an mbox ``From `` line, CR-only line ends."""
     start = 0
     if b"\n" not in raw and b"\r" in raw:
         raw = raw.replace(b"\r", b"\n")
         defects.append((None, "bare_cr_line_endings", "CR-only line ends read as line breaks"))
-    if raw.startswith(b"From "):
-        nl = raw.find(b"\n")
+    if raw.startswith(b"\xef\xbb\xbf"):
+        start = 3
+        defects.append((None, "byte_order_mark", "leading UTF-8 byte-order mark skipped"))
+    if raw.startswith(b"From ", start):
+        nl = raw.find(b"\n", start)
         start = len(raw) if nl < 0 else nl + 1
         defects.append((None, "mbox_from_line", "leading mbox 'From ' line skipped"))
     return raw, start

@@ -62,8 +62,11 @@ def test_parameter_parsing_is_linear(filler: str) -> None:
     """
     short = "multipart/mixed" + filler * 4_000
     long = "multipart/mixed" + filler * 64_000
-    t_short = _best_of(3, lambda: parse_mime_header(short))
-    t_long = _best_of(3, lambda: parse_mime_header(long))
+    for _ in range(2):  # a noise burst gets a second measurement; quadratic fails both
+        t_short = _best_of(3, lambda: parse_mime_header(short))
+        t_long = _best_of(3, lambda: parse_mime_header(long))
+        if t_long < max(64 * t_short, 0.05):
+            break
     assert t_long < max(64 * t_short, 0.05), (t_short, t_long)
 
 
@@ -98,75 +101,80 @@ def test_parse_inline_limit_keeps_the_event_loop_free() -> None:
 
 # The labels of the WHATWG Encoding Standard (encodings.json) with the Python codec the
 # bridge uses for each (a superset where mail clients use one).
-WHATWG: dict[str, list[str]] = {
-    "utf-8": [
-        "unicode-1-1-utf-8",
-        "unicode11utf8",
-        "unicode20utf8",
-        "utf-8",
-        "utf8",
-        "x-unicode20utf8",
-    ],
-    "cp866": ["866", "cp866", "csibm866", "ibm866"],
-    "iso8859-2": ["csisolatin2", "iso-8859-2", "iso-ir-101", "iso8859-2", "iso88592"]
-    + ["iso_8859-2", "iso_8859-2:1987", "l2", "latin2"],
-    "iso8859-3": ["csisolatin3", "iso-8859-3", "iso-ir-109", "iso8859-3", "iso88593"]
-    + ["iso_8859-3", "iso_8859-3:1988", "l3", "latin3"],
-    "iso8859-4": ["csisolatin4", "iso-8859-4", "iso-ir-110", "iso8859-4", "iso88594"]
-    + ["iso_8859-4", "iso_8859-4:1988", "l4", "latin4"],
-    "iso8859-5": ["csisolatincyrillic", "cyrillic", "iso-8859-5", "iso-ir-144", "iso8859-5"]
-    + ["iso88595", "iso_8859-5", "iso_8859-5:1988"],
-    "iso8859-6": ["arabic", "asmo-708", "csiso88596e", "csiso88596i", "csisolatinarabic"]
-    + ["ecma-114", "iso-8859-6", "iso-8859-6-e", "iso-8859-6-i", "iso-ir-127", "iso8859-6"]
-    + ["iso88596", "iso_8859-6", "iso_8859-6:1987"],
-    "iso8859-7": ["csisolatingreek", "ecma-118", "elot_928", "greek", "greek8", "iso-8859-7"]
-    + ["iso-ir-126", "iso8859-7", "iso88597", "iso_8859-7", "iso_8859-7:1987", "sun_eu_greek"],
-    "iso8859-8": ["csiso88598e", "csisolatinhebrew", "hebrew", "iso-8859-8", "iso-8859-8-e"]
-    + ["iso-ir-138", "iso8859-8", "iso88598", "iso_8859-8", "iso_8859-8:1988", "visual"]
-    + ["csiso88598i", "iso-8859-8-i", "logical"],
-    "iso8859-10": ["csisolatin6", "iso-8859-10", "iso-ir-157", "iso8859-10", "iso885910"]
-    + ["l6", "latin6"],
-    "iso8859-13": ["iso-8859-13", "iso8859-13", "iso885913"],
-    "iso8859-14": ["iso-8859-14", "iso8859-14", "iso885914"],
-    "iso8859-15": ["csisolatin9", "iso-8859-15", "iso8859-15", "iso885915", "iso_8859-15"]
-    + ["l9"],
-    "iso8859-16": ["iso-8859-16"],
-    "koi8-r": ["cskoi8r", "koi", "koi8", "koi8-r", "koi8_r"],
-    "koi8-u": ["koi8-ru", "koi8-u"],
-    "mac-roman": ["csmacintosh", "mac", "macintosh", "x-mac-roman"],
-    "cp874": ["dos-874", "iso-8859-11", "iso8859-11", "iso885911", "tis-620", "windows-874"],
-    "cp1250": ["cp1250", "windows-1250", "x-cp1250"],
-    "cp1251": ["cp1251", "windows-1251", "x-cp1251"],
+WHATWG: dict[str, str] = {
+    "utf-8": "unicode-1-1-utf-8 unicode11utf8 unicode20utf8 utf-8 utf8 x-unicode20utf8",
+    "cp866": "866 cp866 csibm866 ibm866",
+    "iso8859-2": (
+        "csisolatin2 iso-8859-2 iso-ir-101 iso8859-2 iso88592 iso_8859-2 iso_8859-2:1987 l2 latin2"
+    ),
+    "iso8859-3": (
+        "csisolatin3 iso-8859-3 iso-ir-109 iso8859-3 iso88593 iso_8859-3 iso_8859-3:1988 l3 latin3"
+    ),
+    "iso8859-4": (
+        "csisolatin4 iso-8859-4 iso-ir-110 iso8859-4 iso88594 iso_8859-4 iso_8859-4:1988 l4 latin4"
+    ),
+    "iso8859-5": (
+        "csisolatincyrillic cyrillic iso-8859-5 iso-ir-144 iso8859-5 iso88595 iso_8859-5 "
+        "iso_8859-5:1988"
+    ),
+    "iso8859-6": (
+        "arabic asmo-708 csiso88596e csiso88596i csisolatinarabic ecma-114 iso-8859-6 "
+        "iso-8859-6-e iso-8859-6-i iso-ir-127 iso8859-6 iso88596 iso_8859-6 iso_8859-6:1987"
+    ),
+    "iso8859-7": (
+        "csisolatingreek ecma-118 elot_928 greek greek8 iso-8859-7 iso-ir-126 iso8859-7 "
+        "iso88597 iso_8859-7 iso_8859-7:1987 sun_eu_greek"
+    ),
+    "iso8859-8": (
+        "csiso88598e csisolatinhebrew hebrew iso-8859-8 iso-8859-8-e iso-ir-138 iso8859-8 "
+        "iso88598 iso_8859-8 iso_8859-8:1988 visual csiso88598i iso-8859-8-i logical"
+    ),
+    "iso8859-10": "csisolatin6 iso-8859-10 iso-ir-157 iso8859-10 iso885910 l6 latin6",
+    "iso8859-13": "iso-8859-13 iso8859-13 iso885913",
+    "iso8859-14": "iso-8859-14 iso8859-14 iso885914",
+    "iso8859-15": "csisolatin9 iso-8859-15 iso8859-15 iso885915 iso_8859-15 l9",
+    "iso8859-16": "iso-8859-16",
+    "koi8-r": "cskoi8r koi koi8 koi8-r koi8_r",
+    "koi8-u": "koi8-ru koi8-u",
+    "mac-roman": "csmacintosh mac macintosh x-mac-roman",
+    "cp874": "dos-874 iso-8859-11 iso8859-11 iso885911 tis-620 windows-874",
+    "cp1250": "cp1250 windows-1250 x-cp1250",
+    "cp1251": "cp1251 windows-1251 x-cp1251",
     # ASCII labels try UTF-8 before windows-1252 (8-bit "us-ascii" mail is mostly UTF-8).
-    "ascii": ["ansi_x3.4-1968", "ascii", "us-ascii"],
-    "cp1252": ["cp1252", "cp819", "csisolatin1", "ibm819"]
-    + ["iso-8859-1", "iso-ir-100", "iso8859-1", "iso88591", "iso_8859-1", "iso_8859-1:1987"]
-    + ["l1", "latin1", "windows-1252", "x-cp1252"],
-    "cp1253": ["cp1253", "windows-1253", "x-cp1253"],
-    "cp1254": ["cp1254", "csisolatin5", "iso-8859-9", "iso-ir-148", "iso8859-9", "iso88599"]
-    + ["iso_8859-9", "iso_8859-9:1989", "l5", "latin5", "windows-1254", "x-cp1254"],
-    "cp1255": ["cp1255", "windows-1255", "x-cp1255"],
-    "cp1256": ["cp1256", "windows-1256", "x-cp1256"],
-    "cp1257": ["cp1257", "windows-1257", "x-cp1257"],
-    "cp1258": ["cp1258", "windows-1258", "x-cp1258"],
-    "mac-cyrillic": ["x-mac-cyrillic", "x-mac-ukrainian"],
-    "gb18030": ["chinese", "csgb2312", "csiso58gb231280", "gb2312", "gb_2312", "gb_2312-80"]
-    + ["gbk", "iso-ir-58", "x-gbk", "gb18030"],
-    "cp950": ["big5", "cn-big5", "csbig5", "x-x-big5"],
-    "big5hkscs": ["big5-hkscs"],
-    "euc_jp": ["cseucpkdfmtjapanese", "euc-jp", "x-euc-jp"],
-    "popbridge-iso-2022-jp": ["csiso2022jp", "iso-2022-jp"],
-    "cp932": ["csshiftjis", "ms932", "ms_kanji", "shift-jis", "shift_jis", "sjis"]
-    + ["windows-31j", "x-sjis"],
-    "cp949": ["cseuckr", "csksc56011987", "euc-kr", "iso-ir-149", "korean", "ks_c_5601-1987"]
-    + ["ks_c_5601-1989", "ksc5601", "ksc_5601", "windows-949"],
-    "utf-16-be": ["unicodefffe", "utf-16be"],
-    "utf-16-le": ["csunicode", "iso-10646-ucs-2", "ucs-2", "unicode", "unicodefeff", "utf-16le"],
+    "ascii": "ansi_x3.4-1968 ascii us-ascii",
+    "cp1252": (
+        "cp1252 cp819 csisolatin1 ibm819 iso-8859-1 iso-ir-100 iso8859-1 iso88591 iso_8859-1 "
+        "iso_8859-1:1987 l1 latin1 windows-1252 x-cp1252"
+    ),
+    "cp1253": "cp1253 windows-1253 x-cp1253",
+    "cp1254": (
+        "cp1254 csisolatin5 iso-8859-9 iso-ir-148 iso8859-9 iso88599 iso_8859-9 iso_8859-9:1989 "
+        "l5 latin5 windows-1254 x-cp1254"
+    ),
+    "cp1255": "cp1255 windows-1255 x-cp1255",
+    "cp1256": "cp1256 windows-1256 x-cp1256",
+    "cp1257": "cp1257 windows-1257 x-cp1257",
+    "cp1258": "cp1258 windows-1258 x-cp1258",
+    "mac-cyrillic": "x-mac-cyrillic x-mac-ukrainian",
+    "gb18030": (
+        "chinese csgb2312 csiso58gb231280 gb2312 gb_2312 gb_2312-80 gbk iso-ir-58 x-gbk gb18030"
+    ),
+    "cp950": "big5 cn-big5 csbig5 x-x-big5",
+    "big5hkscs": "big5-hkscs",
+    "euc_jp": "cseucpkdfmtjapanese euc-jp x-euc-jp",
+    "popbridge-iso-2022-jp": "csiso2022jp iso-2022-jp",
+    "cp932": "csshiftjis ms932 ms_kanji shift-jis shift_jis sjis windows-31j x-sjis",
+    "cp949": (
+        "cseuckr csksc56011987 euc-kr iso-ir-149 korean ks_c_5601-1987 ks_c_5601-1989 ksc5601 "
+        "ksc_5601 windows-949"
+    ),
+    "utf-16-be": "unicodefffe utf-16be",
+    "utf-16-le": "csunicode iso-10646-ucs-2 ucs-2 unicode unicodefeff utf-16le",
     # WHATWG maps these to "replacement" (a browser security measure); mail means them.
-    "iso2022_kr": ["csiso2022kr", "iso-2022-kr"],
-    "hz": ["hz-gb-2312"],
+    "iso2022_kr": "csiso2022kr iso-2022-kr",
+    "hz": "hz-gb-2312",
 }
-_LABELS = [(label, codec) for codec, labels in WHATWG.items() for label in labels]
+_LABELS = [(label, codec) for codec, labels in WHATWG.items() for label in labels.split()]
 
 
 @pytest.mark.parametrize(("label", "codec"), _LABELS, ids=[lbl for lbl, _ in _LABELS])
@@ -245,7 +253,8 @@ def test_iso_2022_jp_undecodable_gives_replacement_not_escapes() -> None:
     """A JIS code no table has becomes U+FFFD, never the raw escape sequence."""
     text = decode_bytes(b"a\x1b$B\x7f\x7e\x24\x22\x1b(Bz", "iso-2022-jp").text
     assert "\x1b" not in text
-    assert text.startswith("a") and text.endswith("あz")
+    assert text.startswith("a")
+    assert text.endswith("あz")
     assert "\ufffd" in text
 
 
@@ -282,7 +291,9 @@ def test_q_encoded_display_name_with_specials() -> None:
     """A Q-encoded display name holding ``:`` ``(`` ``)`` is one name, not a group or comment."""
     found = decode_addresses("=?utf-8?Q?Caf=C3=A9_(Paris):_Sales?= <sales@example.org>")
     assert found == [("Café (Paris): Sales", "sales@example.org")]
-    found = decode_addresses("=?utf-8?Q?a:b?= <x@example.org>, =?utf-8?Q?c=28d=29?= <y@example.org>")
+    found = decode_addresses(
+        "=?utf-8?Q?a:b?= <x@example.org>, =?utf-8?Q?c=28d=29?= <y@example.org>"
+    )
     assert found == [("a:b", "x@example.org"), ("c(d)", "y@example.org")]
 
 
@@ -345,7 +356,8 @@ def test_guessed_boundary_keeps_the_text_before_it() -> None:
         b"--zz\r\nContent-Type: application/pdf\r\n\r\nPDF\r\n--zz--\r\n"
     )
     payload = build(raw)
-    assert payload.text is not None and "Please see the file." in payload.text
+    assert payload.text is not None
+    assert "Please see the file." in payload.text
     assert [a.content_type for a in payload.attachments] == ["application/pdf"]
     assert "boundary_guessed" in kinds(payload)
 
@@ -376,6 +388,7 @@ def test_stray_base64_characters_are_a_defect() -> None:
     """Characters outside the base64 alphabet are skipped and reported (as the docs say)."""
     decoded = decode_transfer(b"aGVs!bG8=\r\n", "base64")
     assert bytes(decoded.data) == b"hello"
-    assert decoded.problem is not None and decoded.problem[0] == "invalid_base64"
+    assert decoded.problem is not None
+    assert decoded.problem[0] == "invalid_base64"
     clean = decode_transfer(b"aGVs\r\nbG8=\r\n", "base64")
     assert clean.problem is None
