@@ -51,6 +51,11 @@ class _Bodies:
     attachments: list[Attachment] = field(default_factory=list)
 
 
+def _can_be_root(part: Part) -> bool:
+    """Whether a part can be what a multipart/related shows: text or a multipart."""
+    return part.content_type.startswith(("text/", "multipart/"))
+
+
 def _join(pieces: list[str]) -> str | None:
     if not pieces:
         return None
@@ -172,6 +177,8 @@ class _Builder:
                     if cid is not None and bytes_to_text(cid).text.strip().strip("<>") == start:
                         root = index
                         break
+            elif not _can_be_root(children[0]):  # MHTML writers put resources first
+                root = next((i for i, c in enumerate(children) if _can_be_root(c)), 0)
             for index, child in enumerate(children):
                 self.collect(child, out, related=index != root)
         else:

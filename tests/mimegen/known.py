@@ -79,9 +79,7 @@ def _q(piece: bytes, lenient: bool) -> str:
     out = []
     for b in piece:
         char = chr(b)
-        if char.isascii() and char.isalnum():
-            out.append(char)
-        elif lenient and 32 <= b < 127 and char not in "?=_":
+        if (char.isascii() and char.isalnum()) or (lenient and 32 <= b < 127 and char not in "?=_"):
             out.append(char)
         else:
             out.append(f"={b:02X}")
@@ -128,7 +126,8 @@ def _filename_params(rng: random.Random, name: str) -> str:
         return f"filename={name}"
     style = rng.choice(["2231", "2231", "2047"])
     if style == "2047":
-        return f'filename="{encoded_words(rng, name, "utf-8", "utf-8").replace(chr(13) + chr(10), "")}"'
+        words = encoded_words(rng, name, "utf-8", "utf-8").replace("\r\n", "")
+        return f'filename="{words}"'
     escaped = urllib.parse.quote(name.encode("utf-8"), safe="")
     n = rng.randint(1, 4)
     cuts = sorted(rng.sample(range(1, len(escaped)), min(len(escaped) - 1, n - 1)))
@@ -204,7 +203,10 @@ def _attachment(rng: random.Random, inline_cid: bool = False) -> tuple[_Part, tu
 
 
 def _calendar(rng: random.Random) -> tuple[_Part, tuple]:
-    data = b"BEGIN:VCALENDAR\r\nMETHOD:REQUEST\r\nBEGIN:VEVENT\r\nSUMMARY:Meet\r\nEND:VEVENT\r\nEND:VCALENDAR"
+    data = (
+        b"BEGIN:VCALENDAR\r\nMETHOD:REQUEST\r\nBEGIN:VEVENT\r\nSUMMARY:Meet\r\n"
+        b"END:VEVENT\r\nEND:VCALENDAR"
+    )
     head = ["Content-Type: text/calendar; method=REQUEST; charset=utf-8"]
     return _Part(head, data), ("text/calendar", None, len(data), hashlib.sha256(data).hexdigest())
 
@@ -262,7 +264,7 @@ def _address(rng: random.Random) -> tuple[str, str, str]:
 
 def generate(rng: random.Random, depth: int = 0) -> tuple[bytes, Expected]:
     """One message and its known payload fields."""
-    label, codec, words = rng.choice(CHARSETS)
+    _, _, words = rng.choice(CHARSETS)
     subject = _words(rng, words, rng.randint(1, 5))
     from_header, from_name, from_addr = _address(rng)
     to = [_address(rng) for _ in range(rng.randint(1, 3))]
