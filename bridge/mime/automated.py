@@ -9,6 +9,9 @@ from bridge.mime.parts import Part
 
 _AUTOREPLY_HEADERS = ("x-autoreply", "x-autorespond", "x-autoresponder")
 _BULK_PRECEDENCE = frozenset({"bulk", "junk", "list", "auto_reply"})
+_RELEVANT = frozenset(
+    {"auto-submitted", "precedence", "x-auto-response-suppress", *_AUTOREPLY_HEADERS}
+)
 _STATUS_TYPES = frozenset({"message/delivery-status", "message/global-delivery-status"})
 
 
@@ -43,7 +46,7 @@ def automation(fields: list[tuple[str, bytes]], root: Part | None) -> dict[str, 
     seen: set[str] = set()
     for name, raw in fields:
         key = name.lower()
-        if key in seen:
+        if key not in _RELEVANT or key in seen:
             continue
         seen.add(key)
         value = _keyword(raw)
