@@ -9,7 +9,7 @@ from bridge.mime.parts import Part
 
 _AUTOREPLY_HEADERS = ("x-autoreply", "x-autorespond", "x-autoresponder")
 _BULK_PRECEDENCE = frozenset({"bulk", "junk", "list", "auto_reply"})
-_RELEVANT = frozenset(
+AUTOMATION_HEADERS = frozenset(
     {"auto-submitted", "precedence", "x-auto-response-suppress", *_AUTOREPLY_HEADERS}
 )
 _STATUS_TYPES = frozenset({"message/delivery-status", "message/global-delivery-status"})
@@ -17,8 +17,9 @@ _STATUS_TYPES = frozenset({"message/delivery-status", "message/global-delivery-s
 
 def _walk(part: Part) -> Iterator[Part]:
     yield part
-    for child in part.children or ():
-        yield from _walk(child)
+    if part.children:
+        for child in part.children:
+            yield from _walk(child)
 
 
 def _keyword(raw: bytes) -> str:
@@ -39,14 +40,14 @@ def _signals(key: str, value: str) -> bool:
 
 def automation(fields: list[tuple[str, bytes]], root: Part | None) -> dict[str, object]:
     """The payload fields ``auto_submitted``, ``automated``, ``automated_by``, ``bounce``,
-    ``report_type`` from the top-level header ``fields`` and the part tree (None when only
-    the headers were retrieved)."""
+    ``report_type`` from the top-level header ``fields`` (those in AUTOMATION_HEADERS are
+    enough) and the part tree (None when only the headers were retrieved)."""
     signals: list[str] = []
     auto_submitted: str | None = None
     seen: set[str] = set()
     for name, raw in fields:
         key = name.lower()
-        if key not in _RELEVANT or key in seen:
+        if key not in AUTOMATION_HEADERS or key in seen:
             continue
         seen.add(key)
         value = _keyword(raw)
@@ -58,7 +59,8 @@ def automation(fields: list[tuple[str, bytes]], root: Part | None) -> dict[str, 
             signals.append(key)
     report_type: str | None = None
     bounce = False
-    for part in _walk(root) if root is not None else ():
+    parts = () if root is None else (root,) if not root.children else _walk(root)
+    for part in parts:
         if part.content_type == "multipart/report" and report_type is None:
             report_type = part.params.get("report-type", "").strip().lower()[:64] or None
             bounce = bounce or report_type == "delivery-status"

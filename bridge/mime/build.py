@@ -7,7 +7,7 @@ import hashlib
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from bridge.mime.automated import automation
+from bridge.mime.automated import AUTOMATION_HEADERS, automation
 from bridge.mime.charsets import decode_bytes
 from bridge.mime.encoded_words import bytes_to_text, decode_header_value
 from bridge.mime.fields import (
@@ -196,6 +196,8 @@ class _Envelope:
     in_reply_to: str | None = None
     references: list[str] = field(default_factory=list)
     return_path: str | None = None
+    automation: list[tuple[str, bytes]] = field(default_factory=list)
+    """The header fields automation() looks at (lower-case names)."""
 
 
 def _envelope(
@@ -229,9 +231,12 @@ def _envelope(
                     env.in_reply_to = first_msgid(value)
             elif key == "references":
                 env.references.extend(parse_msgids(value))
-            elif key == "return-path" and env.return_path is None:
-                found = decode_addresses(value)
-                env.return_path = found[0][1] if found else value.strip("<> ")
+            elif key == "return-path":
+                if env.return_path is None:
+                    found = decode_addresses(value)
+                    env.return_path = found[0][1] if found else value.strip("<> ")
+            elif key in AUTOMATION_HEADERS:
+                env.automation.append((key, raw))
         except Exception as exc:  # one header never fails the message
             value = raw.decode("latin-1")
             lossy = True
@@ -343,7 +348,7 @@ def _build(
         html=html,
         attachments=bodies.attachments,
         raw=encoded_raw,
-        **automation(root.fields, root),  # type: ignore[arg-type]
+        **automation(env.automation, root),  # type: ignore[arg-type]
         **ids,  # type: ignore[arg-type]
     )
 
@@ -441,7 +446,7 @@ def build_headers_only_payload(
                 charset = parse_mime_header(bytes_to_text(value).text)[1].get("charset")
                 break
         env = _envelope(fields, charset, defects)
-        automated = automation(fields, None)
+        automated = automation(env.automation, None)
     except Exception as exc:  # the contract is "never raises"
         env = _Envelope()
         automated = {}
