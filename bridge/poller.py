@@ -44,6 +44,7 @@ from bridge.errors import (
 from bridge.identity import Message, can_top, content_key, retr_limit, take_inventory
 from bridge.ledger import Content, Ledger, Row, RowState, identity_base
 from bridge.mime import (
+    INLINE_PARSE_MAX_BYTES,
     Payload,
     PayloadOptions,
     build_headers_only_payload,
@@ -62,7 +63,7 @@ from bridge.webhook import (
 
 log = structlog.get_logger("bridge.poller")
 
-PARSE_IN_THREAD_BYTES = 512 * 1024  # larger messages are parsed off the event loop
+PARSE_IN_THREAD_BYTES = INLINE_PARSE_MAX_BYTES  # larger messages are parsed off the event loop
 SLOW_START_WINDOW = 4  # messages in the first RETR batch of a session
 LARGE_MESSAGE_BYTES = 1024 * 1024  # messages at least this big are parsed and posted one at a time
 MAX_RECONNECTS = 3  # new connections in one session after a RETR timeout parked a message

@@ -6,11 +6,14 @@ The public API::
     body = payload_json(payload)              # the exact webhook body
     smaller = payload.without_attachment_content("reference")   # the 413 fallback
     schema = payload_schema()                 # printed by `popbridge schema payload`
+    if not parses_inline(len(raw)):           # on an event loop: parse in a thread
+        payload = await asyncio.to_thread(build_payload, raw, ...)
 
 :func:`build_payload` never raises; whatever was wrong with the message is listed in
 ``Payload.defects``.
 """
 
+from bridge.mime.budget import INLINE_PARSE_MAX_BYTES, parses_inline
 from bridge.mime.build import build_headers_only_payload, build_payload
 from bridge.mime.model import (
     PAYLOAD_VERSION,
@@ -24,6 +27,7 @@ from bridge.mime.model import (
 from bridge.mime.serialize import payload_json, payload_schema
 
 __all__ = [
+    "INLINE_PARSE_MAX_BYTES",
     "PAYLOAD_VERSION",
     "Address",
     "Attachment",
@@ -33,6 +37,7 @@ __all__ = [
     "PayloadOptions",
     "build_headers_only_payload",
     "build_payload",
+    "parses_inline",
     "payload_json",
     "payload_schema",
 ]

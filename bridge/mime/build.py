@@ -7,6 +7,7 @@ import hashlib
 from dataclasses import dataclass, field
 from datetime import datetime
 
+from bridge.mime.automated import AUTOMATION_HEADERS, automation
 from bridge.mime.charsets import decode_bytes
 from bridge.mime.encoded_words import bytes_to_text, decode_header_value
 from bridge.mime.fields import (
@@ -16,8 +17,17 @@ from bridge.mime.fields import (
     parse_mime_header,
     parse_msgids,
 )
-from bridge.mime.model import Address, Attachment, Defect, Header, Payload, PayloadOptions
+from bridge.mime.model import (
+    Address,
+    Attachment,
+    Defect,
+    EnclosedMessage,
+    Header,
+    Payload,
+    PayloadOptions,
+)
 from bridge.mime.parts import DefectSink, Part, TreeParser, defect_path, read_headers
+from bridge.mime.text import html_to_text, unflow
 from bridge.mime.transfer import decode_transfer
 
 _ADDRESS_FIELDS = {
@@ -30,6 +40,8 @@ _ADDRESS_FIELDS = {
     "delivered-to": "delivered_to",
 }
 _BODY_TYPES = ("text/plain", "text/html")
+_MESSAGE_TYPES = ("message/rfc822", "message/global")
+_ENCLOSED_HEAD_BYTES = 256 * 1024
 
 
 @dataclass(slots=True)
@@ -37,6 +49,11 @@ class _Bodies:
     texts: list[str] = field(default_factory=list)
     htmls: list[str] = field(default_factory=list)
     attachments: list[Attachment] = field(default_factory=list)
+
+
+def _can_be_root(part: Part) -> bool:
+    """Whether a part can be what a multipart/related shows: text or a multipart."""
+    return part.content_type.startswith(("text/", "multipart/"))
 
 
 def _join(pieces: list[str]) -> str | None:
@@ -74,7 +91,29 @@ class _Builder:
         if decoded.problem is not None:
             self.defects.append((defect_path(part.path), *decoded.problem))
         text = decoded.text
-        return text.replace("\r\n", "\n") if "\r" in text else text
+        text = text.replace("\r\n", "\n") if "\r" in text else text
+        if part.params.get("format", "").lower() == "flowed" and part.content_type == "text/plain":
+            text = unflow(text, part.params.get("delsp", "").lower() == "yes")
+        return text
+
+    def enclosed(self, data: bytes | memoryview) -> EnclosedMessage:
+        """The headers of a message/rfc822 part, from its first 256 KiB at most."""
+        head = bytes(data[:_ENCLOSED_HEAD_BYTES])
+        ignored: DefectSink = []  # the enclosed message's own defects are not the message's
+        fields, _ = read_headers(head, 0, len(head), "", self.options, ignored)
+        charset = None
+        for name, value in fields:
+            if name.lower() == "content-type":
+                charset = parse_mime_header(bytes_to_text(value).text)[1].get("charset")
+                break
+        env = _envelope(fields, charset, ignored)
+        return EnclosedMessage.model_construct(
+            subject=env.subject,
+            from_=env.addresses.get("from_", []),
+            to=env.addresses.get("to", []),
+            date=parse_date(env.date_raw) if env.date_raw else None,
+            message_id=env.message_id,
+        )
 
     def attachment(self, part: Part, related: bool) -> Attachment:
         data = self.content(part)
@@ -98,6 +137,7 @@ class _Builder:
             content=None if omitted else binascii.b2a_base64(data, newline=False),
             omitted=omitted,
             omitted_reason="size" if omitted else None,
+            message=self.enclosed(data) if part.content_type in _MESSAGE_TYPES else None,
         )
 
     def is_body(self, part: Part) -> bool:
@@ -137,6 +177,8 @@ class _Builder:
                     if cid is not None and bytes_to_text(cid).text.strip().strip("<>") == start:
                         root = index
                         break
+            elif not _can_be_root(children[0]):  # MHTML writers put resources first
+                root = next((i for i, c in enumerate(children) if _can_be_root(c)), 0)
             for index, child in enumerate(children):
                 self.collect(child, out, related=index != root)
         else:
@@ -154,6 +196,8 @@ class _Envelope:
     in_reply_to: str | None = None
     references: list[str] = field(default_factory=list)
     return_path: str | None = None
+    automation: list[tuple[str, bytes]] = field(default_factory=list)
+    """The header fields automation() looks at (lower-case names)."""
 
 
 def _envelope(
@@ -187,9 +231,12 @@ def _envelope(
                     env.in_reply_to = first_msgid(value)
             elif key == "references":
                 env.references.extend(parse_msgids(value))
-            elif key == "return-path" and env.return_path is None:
-                found = decode_addresses(value)
-                env.return_path = found[0][1] if found else value.strip("<> ")
+            elif key == "return-path":
+                if env.return_path is None:
+                    found = decode_addresses(value)
+                    env.return_path = found[0][1] if found else value.strip("<> ")
+            elif key in AUTOMATION_HEADERS:
+                env.automation.append((key, raw))
         except Exception as exc:  # one header never fails the message
             value = raw.decode("latin-1")
             lossy = True
@@ -247,22 +294,29 @@ def _payload(
         "body_omitted": False,
         "body_omitted_reason": None,
         "text": None,
+        "text_from_html": False,
         "html": None,
         "attachments": [],
     }
+    values.update(
+        auto_submitted=None, automated=False, automated_by=[], bounce=False, report_type=None
+    )
     values.update(rest)
     values["defects"] = _defects(defects)
     return Payload.model_construct(**values)  # type: ignore[arg-type]
 
 
 def _strip_envelope(raw: bytes, defects: DefectSink) -> tuple[bytes, int]:
-    """Undo what is not MIME: an mbox ``From `` line, old Mac CR-only line ends."""
+    """Undo what is not MIME: a byte-order mark, an mbox ``From `` line, CR-only line ends."""
     start = 0
     if b"\n" not in raw and b"\r" in raw:
         raw = raw.replace(b"\r", b"\n")
         defects.append((None, "bare_cr_line_endings", "CR-only line ends read as line breaks"))
-    if raw.startswith(b"From "):
-        nl = raw.find(b"\n")
+    if raw.startswith(b"\xef\xbb\xbf"):
+        start = 3
+        defects.append((None, "byte_order_mark", "leading UTF-8 byte-order mark skipped"))
+    if raw.startswith(b"From ", start):
+        nl = raw.find(b"\n", start)
         start = len(raw) if nl < 0 else nl + 1
         defects.append((None, "mbox_from_line", "leading mbox 'From ' line skipped"))
     return raw, start
@@ -280,15 +334,21 @@ def _build(
     bodies = _Bodies()
     _Builder(buf, options, defects).collect(root, bodies)
     encoded_raw = binascii.b2a_base64(raw, newline=False) if options.include_raw else None
+    text, html = _join(bodies.texts), _join(bodies.htmls)
+    text_from_html = text is None and html is not None
+    if text_from_html:
+        text = html_to_text(html or "")
     return _payload(
         env,
         defects,
         raw_size=len(raw),
         sha256=hashlib.sha256(raw).hexdigest(),
-        text=_join(bodies.texts),
-        html=_join(bodies.htmls),
+        text=text,
+        text_from_html=text_from_html,
+        html=html,
         attachments=bodies.attachments,
         raw=encoded_raw,
+        **automation(env.automation, root),  # type: ignore[arg-type]
         **ids,  # type: ignore[arg-type]
     )
 
@@ -386,8 +446,10 @@ def build_headers_only_payload(
                 charset = parse_mime_header(bytes_to_text(value).text)[1].get("charset")
                 break
         env = _envelope(fields, charset, defects)
+        automated = automation(env.automation, None)
     except Exception as exc:  # the contract is "never raises"
         env = _Envelope()
+        automated = {}
         defects.append((None, "parser_failed", f"{type(exc).__name__} while reading headers"))
     defects.append((None, "body_omitted", f"message of {size} bytes sent headers-only: {reason}"))
     return _payload(
@@ -397,5 +459,6 @@ def build_headers_only_payload(
         sha256=None,
         body_omitted=True,
         body_omitted_reason=reason,
+        **automated,  # type: ignore[arg-type]
         **ids,  # type: ignore[arg-type]
     )

@@ -6,10 +6,11 @@ import binascii
 import re
 from typing import NamedTuple
 
-from bridge.mime.charsets import decode_bytes, lookup_charset
+from bridge.mime.charsets import decode_bytes, lookup_charset, utf8_with_replacements
 from bridge.mime.transfer import repair_base64
 
-_ENCODED_WORD = re.compile(r"=\?([^?\s]+)\?([QqBb])\?([^?\s]*)\?=")
+# The payload may hold literal spaces (not allowed, but written and decoded by everyone).
+ENCODED_WORD = re.compile(r"=\?([^?\s]+)\?([QqBb])\?([^?\r\n]*)\?=")
 _WSP_ONLY = re.compile(r"[ \t\r\n]*\Z")
 
 
@@ -21,7 +22,10 @@ class HeaderText(NamedTuple):
 
 
 def bytes_to_text(raw: bytes, fallback_charset: str | None = None) -> HeaderText:
-    """Header bytes to str: ASCII, else UTF-8 (RFC 6532), else the part's charset, else cp1252."""
+    """Header bytes to str: ASCII, else UTF-8 (RFC 6532), else the part's charset, else cp1252.
+
+    UTF-8 with a few bad bytes stays UTF-8, with U+FFFD for the bad bytes only.
+    """
     try:
         return HeaderText(raw.decode("ascii"), None)
     except UnicodeDecodeError:
@@ -30,6 +34,10 @@ def bytes_to_text(raw: bytes, fallback_charset: str | None = None) -> HeaderText
         return HeaderText(raw.decode("utf-8"), None)
     except UnicodeDecodeError:
         pass
+    mostly = utf8_with_replacements(raw)
+    if mostly is not None:
+        detail = f"8-bit header decoded as utf-8 with {mostly[1]} bad bytes replaced"
+        return HeaderText(mostly[0], ("header_8bit", detail))
     decoded = decode_bytes(raw, fallback_charset if lookup_charset(fallback_charset) else None)
     used = fallback_charset if decoded.problem is None else "windows-1252"
     return HeaderText(decoded.text, ("header_8bit", f"8-bit header bytes decoded as {used}"))
@@ -69,7 +77,7 @@ def decode_encoded_words(text: str) -> HeaderText:
                 problem = ("encoded_word", f"charset {pending_charset!r}: {decoded.problem[1]}")
             pending = bytearray()
 
-    for match in _ENCODED_WORD.finditer(text):
+    for match in ENCODED_WORD.finditer(text):
         between = text[pos : match.start()]
         if between and not (pending and _WSP_ONLY.match(between)):
             flush()

@@ -70,6 +70,16 @@ class Header(_Model):
     )
 
 
+class EnclosedMessage(_Model):
+    """The headers of a message/rfc822 attachment (a forwarded or bounced message)."""
+
+    subject: str | None = Field(default=None, description="Its decoded subject.")
+    from_: list[Address] = Field(default=[], alias="from", description="Its From mailboxes.")
+    to: list[Address] = Field(default=[], description="Its To mailboxes.")
+    date: datetime | None = Field(default=None, description="Its Date, ISO 8601, or null.")
+    message_id: str | None = Field(default=None, description="Its Message-ID.")
+
+
 class Attachment(_Model):
     """An attachment or inline part that is not the message's main text or HTML."""
 
@@ -90,6 +100,9 @@ class Attachment(_Model):
     omitted: bool = Field(default=False, description="True when content was left out.")
     omitted_reason: str | None = Field(
         default=None, description='Why content was left out: "size", "reference", ...'
+    )
+    message: EnclosedMessage | None = Field(
+        default=None, description="For message/rfc822 parts: the enclosed message's headers."
     )
 
 
@@ -133,6 +146,9 @@ class Payload(_Model):
     references: list[str] = Field(description="Message ids of References, in order.")
     headers: list[Header] = Field(description="Every top-level header, in order.")
     text: str | None = Field(description="Plain-text body as a mail client shows it (\\n lines).")
+    text_from_html: bool = Field(
+        default=False, description="True when text was derived from html (no text/plain part)."
+    )
     html: str | None = Field(description="HTML body as a mail client shows it.")
     attachments: list[Attachment] = Field(description="Attachments and inline parts.")
     size: int = Field(description="Size of the raw message in bytes (as retrieved).")
@@ -143,6 +159,19 @@ class Payload(_Model):
     body_omitted: bool = Field(default=False, description="True for a headers-only payload.")
     body_omitted_reason: str | None = Field(default=None, description='e.g. "size".')
     defects: list[Defect] = Field(description="What was wrong with the message, per part.")
+    auto_submitted: str | None = Field(
+        default=None, description="The Auto-Submitted keyword (RFC 3834), lower-cased."
+    )
+    automated: bool = Field(
+        default=False, description="True for auto-replies, bulk and list mail, bounces, receipts."
+    )
+    automated_by: list[str] = Field(
+        default=[], description="Which signals made it automated, e.g. auto-submitted."
+    )
+    bounce: bool = Field(default=False, description="True for a delivery status notification.")
+    report_type: str | None = Field(
+        default=None, description="report-type of a multipart/report, e.g. delivery-status."
+    )
 
     def without_attachment_content(self, reason: str) -> Payload:
         """This payload in reference mode: every attachment's content (and ``raw``) left out.

@@ -149,8 +149,8 @@ def split_multipart(
         k = j + 2 if is_close else j
         while k < end and buf[k] in (0x20, 0x09):
             k += 1
-        if k < end and buf[k] not in (0x0D, 0x0A) and not is_close:
-            pos = i + 1  # "--boundaryX": a longer string, not this delimiter
+        if k < end and buf[k] not in (0x0D, 0x0A):
+            pos = i + 1  # "--boundaryX", "--boundary--X": a longer string, not a delimiter
             continue
         nl = buf.find(b"\n", k, end)
         line_end = end if nl < 0 else nl + 1
@@ -175,12 +175,13 @@ def split_multipart(
     return parts, closed
 
 
-def _guess_boundary(buf: bytes, start: int, end: int) -> bytes | None:
+def _guess_boundary(buf: bytes, start: int, end: int) -> tuple[bytes, int] | None:
+    """A boundary line in the first 64 KiB of the body: the boundary and where its line starts."""
     match = _GUESS_BOUNDARY.search(buf, start, min(end, start + 64 * 1024))
     if match is None:
         return None
     candidate = match.group(1).rstrip()
-    return candidate or None
+    return (candidate, match.start()) if candidate else None
 
 
 class TreeParser:
@@ -258,16 +259,21 @@ class TreeParser:
         if boundary_text:
             boundary = boundary_text.encode("utf-8", "replace")
             spans, closed = split_multipart(self.buf, part.body_start, part.body_end, boundary)
+        preamble: Part | None = None
         if not spans:
-            guessed = _guess_boundary(self.buf, part.body_start, part.body_end)
-            if guessed is not None:
+            guess = _guess_boundary(self.buf, part.body_start, part.body_end)
+            if guess is not None:
+                guessed, first = guess
                 spans, closed = split_multipart(self.buf, part.body_start, part.body_end, guessed)
-            if spans:
-                found = (guessed or b"").decode("utf-8", "replace")[:80]
+                preamble = self._preamble(part, first)
+            if spans and guess is not None:
+                found = guess[0].decode("utf-8", "replace")[:80]
                 if boundary_text:
                     detail = f"boundary {boundary_text[:80]!r} not in the body; used {found!r}"
                 else:
                     detail = f"no boundary parameter; used {found!r} found in the body"
+                if preamble is not None:
+                    detail += "; the text before it is kept as the first part"
                 self.defects.append((where, "boundary_guessed", detail))
             else:
                 kind = "boundary_not_found" if boundary_text else "multipart_without_boundary"
@@ -280,7 +286,10 @@ class TreeParser:
         default = "message/rfc822" if part.content_type == "multipart/digest" else "text/plain"
         prefix = f"{part.path}." if part.path else ""
         children: list[Part] = []
-        for index, (start, end) in enumerate(spans, 1):
+        if preamble is not None:
+            preamble.path = f"{prefix}1"
+            children.append(preamble)
+        for index, (start, end) in enumerate(spans, len(children) + 1):
             if self.count >= self.options.max_parts:
                 skipped = len(spans) - index + 1
                 detail = f"{skipped} parts past the limit of {self.options.max_parts} skipped"
@@ -288,3 +297,18 @@ class TreeParser:
                 break
             children.append(self._entity(start, end, f"{prefix}{index}", depth + 1, default))
         part.children = children
+
+    def _preamble(self, part: Part, first: int) -> Part | None:
+        """The text before a guessed boundary, as a headerless text part; None if blank.
+
+        With the declared boundary missing, nothing says that text is a MIME preamble
+        (which readers ignore): it is often the message itself, so it is kept.
+        """
+        end = first
+        if end > part.body_start and self.buf[end - 1] == 0x0A:
+            end -= 1
+            if end > part.body_start and self.buf[end - 1] == 0x0D:
+                end -= 1
+        if not self.buf[part.body_start : end].strip():
+            return None
+        return Part("", [], "text/plain", {}, part.body_start, end)

@@ -10,6 +10,8 @@ Buffer = bytes | memoryview
 
 _B64_ALPHABET = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/"
 _NOT_B64 = bytes(c for c in range(256) if c not in _B64_ALPHABET)
+_B64_TEXT = _B64_ALPHABET + b"=\r\n \t"
+_SOFT_BREAK_WSP = re.compile(rb"=[ \t]+(?=\r?\n)")
 _BAD_QP = re.compile(rb"=(?![0-9A-Fa-f]{2}|[ \t]*\r?\n|[ \t]*\Z)")
 
 
@@ -27,8 +29,8 @@ def normalize_cte(value: str | None) -> str:
     cte = value.strip().strip("\"'").strip().lower()
     if cte in ("7bit", "8bit", "binary", "base64", "quoted-printable"):
         return cte
-    if "64" in cte:
-        return "base64"
+    if re.sub(r"[^a-z0-9]", "", cte) in ("base64", "xbase64", "b64"):
+        return "base64"  # "base-64", "x-base64": but not "x-gzip64" and the like
     if "quoted" in cte or cte == "qp":
         return "quoted-printable"
     if cte in ("x-uuencode", "uuencode", "x-uue", "uue"):
@@ -51,18 +53,61 @@ def repair_base64(data: Buffer) -> bytes:
     return decoded
 
 
+def _count_stray(data: Buffer) -> int:
+    """How many bytes of ``data`` are neither base64 nor padding nor whitespace.
+
+    In 1 MiB slices, so a large attachment is not copied whole (translate runs at GB/s).
+    """
+    view = memoryview(data)
+    step = 1 << 20
+    return sum(
+        len(bytes(view[i : i + step]).translate(None, _B64_TEXT)) for i in range(0, len(view), step)
+    )
+
+
+def _regular_shape(view: memoryview, decoded_size: int) -> bool:
+    """Whether ``view`` is exactly the padded base64 of ``decoded_size`` bytes in lines of
+    one length (the last one shorter) ending in LF or CRLF: then it holds no stray characters
+    (they would add to the length), and the slower scan is skipped."""
+    alphabet = 4 * ((decoded_size + 2) // 3)
+    total = len(view)
+    head = bytes(view[:200])
+    nl = head.find(b"\n")
+    if nl < 0:
+        return total == alphabet
+    eol = 2 if nl > 0 and head[nl - 1] == 0x0D else 1
+    width = nl + 1 - eol
+    if width <= 0 or width % 4:
+        return False
+    lines = max(1, -(-alphabet // width))
+    expected = alphabet + (lines - 1) * eol
+    return total in (expected, expected + eol)
+
+
 def decode_base64(data: Buffer) -> Transferred:
     """Decode base64, ignoring line breaks; repair stray characters and broken padding."""
     try:
-        return Transferred(binascii.a2b_base64(data), None)
+        decoded = binascii.a2b_base64(data)
     except (binascii.Error, ValueError):
         pass
+    else:
+        stray = 0 if _regular_shape(memoryview(data), len(decoded)) else _count_stray(data)
+        if stray:  # a2b_base64 skips characters outside the alphabet silently
+            detail = f"{stray} characters outside the base64 alphabet skipped"
+            return Transferred(decoded, ("invalid_base64", detail))
+        return Transferred(decoded, None)
     detail = "bad padding or characters; decoded best effort"
     return Transferred(repair_base64(data), ("invalid_base64", detail))
 
 
 def decode_qp(data: Buffer) -> Transferred:
-    """Decode quoted-printable; invalid ``=`` sequences are kept as they are."""
+    """Decode quoted-printable; invalid ``=`` sequences are kept as they are.
+
+    A soft line break with whitespace after the ``=`` (added by some gateways) is still a
+    soft line break (RFC 2045 6.7 (3): trailing whitespace is to be deleted).
+    """
+    if _SOFT_BREAK_WSP.search(data) is not None:
+        data = _SOFT_BREAK_WSP.sub(b"=", data)
     decoded = binascii.a2b_qp(data)
     if _BAD_QP.search(data) is not None:
         return Transferred(decoded, ("invalid_quoted_printable", "invalid '=' sequence kept as is"))

@@ -1,0 +1,1 @@
+"""Message generators for the MIME tests: adversarial inputs, known answers, hypothesis."""
