@@ -26,6 +26,7 @@ from bridge.config import Config, MailboxConfig, WebhookConfig
 from bridge.deadletter import DeadLetterStore
 from bridge.errors import (
     BridgeError,
+    ConfigError,
     LedgerError,
     Pop3AuthError,
     Pop3ConnectionError,
@@ -75,7 +76,32 @@ def webhook_target(name: str, cfg: WebhookConfig) -> WebhookTarget:
         backoff_max=cfg.backoff_max,
         breaker_threshold=cfg.breaker_failures,
         breaker_cooldown=cfg.breaker_cooldown,
+        ssl_context=webhook_ssl_context(name, cfg),
     )
+
+
+def webhook_ssl_context(name: str, cfg: WebhookConfig) -> ssl.SSLContext | None:
+    """The TLS context of a target with its own ``ca_file`` or client certificate, or None."""
+    if cfg.ca_file is None and cfg.cert_file is None:
+        return None
+    key = f"webhooks.{name}"
+    try:
+        context = ssl.create_default_context(cafile=cfg.ca_file)
+    except (ssl.SSLError, OSError) as exc:
+        problem = f"{key}.ca_file: cannot load {cfg.ca_file}: {exc.strerror or exc}"
+        raise ConfigError(problem, [problem]) from None
+    if cfg.cert_file is not None:
+        try:
+            context.load_cert_chain(cfg.cert_file, cfg.key_file)
+        except (ssl.SSLError, OSError) as exc:
+            problem = (
+                f"{key}.cert_file: cannot load the client certificate {cfg.cert_file}"
+                f"{' with ' + str(cfg.key_file) if cfg.key_file else ''}: "
+                f"{exc.strerror or type(exc).__name__}; it must be PEM, with the key in "
+                "cert_file or key_file"
+            )
+            raise ConfigError(problem, [problem]) from None
+    return context
 
 
 def mailbox_policy(cfg: MailboxConfig) -> MailboxPolicy:

@@ -174,6 +174,7 @@ def _dispatch(args: argparse.Namespace) -> int:
     configure_logging(config.log.level, config.log.format)
     if args.command == "dead-letters":
         from bridge.deadletter import DeadLetterStore
+        from bridge.redact import scrub
 
         store = DeadLetterStore(Path(config.data_dir) / "dead-letters")
         letters = store.list()
@@ -183,7 +184,7 @@ def _dispatch(args: argparse.Namespace) -> int:
                     {
                         "mailbox": letter.mailbox,
                         "uidl": letter.uidl,
-                        "reason": letter.reason,
+                        "reason": scrub(letter.reason),
                         "path": str(letter.eml_path),
                     }
                 )

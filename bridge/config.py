@@ -11,12 +11,14 @@ Every problem becomes one line ``key.path: what is wrong`` in :attr:`ConfigError
 Secrets are :class:`pydantic.SecretStr`: ``repr``, ``str`` and ``model_dump`` never show
 them, and error messages never contain a value. After validation the effective secret is
 always in the plain field (``password``, ``token``, ``secret``, ``bearer_token``), whether it
-came from the file, the environment or a ``*_file``.
+came from the file, the environment or a ``*_file``. Every loaded config registers its
+secrets with :mod:`bridge.redact`, so every sink scrubs them from then on.
 """
 
 from __future__ import annotations
 
 import difflib
+import ipaddress
 import os
 import re
 import stat
@@ -45,6 +47,8 @@ from pydantic import (
 )
 
 from bridge.errors import ConfigError
+from bridge.redact import basic_forms, sasl_forms, secret_forms
+from bridge.redact import register as register_secrets
 from bridge.webhook.signing import decode_secret
 
 __all__ = [
@@ -231,6 +235,16 @@ def parse_listen(listen: str) -> tuple[str, int]:
     return host, port
 
 
+def _is_loopback(host: str) -> bool:
+    """True for ``localhost`` and loopback addresses (127.0.0.0/8, ::1)."""
+    if host.lower() in ("localhost", "localhost.") or host.lower().endswith(".localhost"):
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
 def _check_webhook_secret(value: str) -> str | None:
     """Return why ``value`` is not a usable signing secret, or None. Never echoes it."""
     try:
@@ -350,6 +364,20 @@ class WebhookConfig(_Model):
     breaker_cooldown: float = Field(
         default=30.0, gt=0, description="seconds the breaker stays open before a trial request"
     )
+    allow_insecure_auth: bool = Field(
+        default=False,
+        description="allow bearer_token, basic_auth or headers over plain http:// to a host "
+        "that is not loopback",
+    )
+    ca_file: ExistingFile | None = Field(
+        default=None, description="PEM CA bundle to trust for this target instead of the system"
+    )
+    cert_file: ExistingFile | None = Field(
+        default=None, description="PEM client certificate for mutual TLS"
+    )
+    key_file: ExistingFile | None = Field(
+        default=None, description="PEM private key of cert_file (if not inside cert_file)"
+    )
 
     @field_validator("url")
     @classmethod
@@ -424,9 +452,58 @@ class WebhookConfig(_Model):
             problems.append((("basic_auth",), "set either bearer_token or basic_auth, not both"))
         if self.backoff_max < self.backoff_initial:
             problems.append((("backoff_max",), "must be at least backoff_initial"))
+        problems += self._transport_problems()
         if problems:
             raise _Problems(problems)
         return self
+
+    def _transport_problems(self) -> list[tuple[Loc, str]]:
+        problems: list[tuple[Loc, str]] = []
+        parts = urlsplit(self.url)
+        credentials = [
+            key
+            for key, present in (
+                ("bearer_token", self.bearer_token is not None),
+                ("basic_auth", self.basic_auth is not None),
+                ("headers", bool(self.headers)),
+            )
+            if present
+        ]
+        if (
+            parts.scheme == "http"
+            and credentials
+            and not self.allow_insecure_auth
+            and not _is_loopback(parts.hostname or "")
+        ):
+            problems.append(
+                (
+                    ("url",),
+                    f"http:// to {parts.hostname} would send {' and '.join(credentials)} and "
+                    "the mail in clear text; use https://, or set allow_insecure_auth: true "
+                    "if the network is trusted",
+                )
+            )
+        if parts.scheme == "http" and (self.ca_file or self.cert_file):
+            problems.append((("url",), "ca_file and cert_file need an https:// URL"))
+        if self.key_file is not None and self.cert_file is None:
+            problems.append((("key_file",), "needs cert_file"))
+        return problems
+
+    def secret_values(self) -> set[str]:
+        """Every secret of this target in every form it is sent (see bridge.redact)."""
+        forms: set[str] = set()
+        for secret in self.signing_secrets():
+            raw = secret.get_secret_value()
+            forms |= secret_forms(raw) | secret_forms(raw.removeprefix("whsec_"))
+        if self.bearer_token is not None:
+            forms |= secret_forms(self.bearer_token.get_secret_value())
+        if self.basic_auth is not None and self.basic_auth.password is not None:
+            forms |= basic_forms(
+                self.basic_auth.username, self.basic_auth.password.get_secret_value()
+            )
+        for value in self.headers.values():
+            forms |= secret_forms(value.get_secret_value())
+        return forms
 
     def signing_secrets(self) -> list[SecretStr]:
         """Every signing secret, the primary one first, without duplicates."""
@@ -576,6 +653,14 @@ class MailboxConfig(_Model):
             raise _Problems(problems)
         return self
 
+    def secret_values(self) -> set[str]:
+        """The password and token in every form sent over POP3 (see bridge.redact)."""
+        return sasl_forms(
+            self.username,
+            self.password.get_secret_value() if self.password is not None else None,
+            self.token.get_secret_value() if self.token is not None else None,
+        )
+
 
 class Config(_Model):
     """The whole configuration file."""
@@ -649,6 +734,15 @@ class Config(_Model):
             Path(base_dir) if base_dir is not None else Path.cwd(),
             source,
         )
+
+    def secret_values(self) -> set[str]:
+        """Every configured secret in every form it is sent, for :func:`bridge.redact.register`."""
+        forms: set[str] = set()
+        for webhook in self.webhooks.values():
+            forms |= webhook.secret_values()
+        for mailbox in self.mailboxes:
+            forms |= mailbox.secret_values()
+        return forms
 
     def mailbox(self, name: str) -> MailboxConfig:
         """The mailbox called ``name``; KeyError if there is none."""
@@ -930,9 +1024,13 @@ def _build(raw: dict[str, Any], env: Mapping[str, str], base_dir: Path, source: 
     if override_problems:
         _fail(source, override_problems)
     try:
-        return Config.model_validate(interpolated, context={"base_dir": base_dir})
+        config = Config.model_validate(interpolated, context={"base_dir": base_dir})
     except ValidationError as exc:
         problems = list(_describe(exc, origins))
+    else:
+        # From now on every sink (log, ledger, dead letters, CLI) scrubs these secrets.
+        register_secrets(config.secret_values())
+        return config
     # Raised outside the except block so the ValidationError is not chained as context.
     _fail(source, problems)
 

@@ -25,6 +25,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from bridge.redact import scrub
+
 __all__ = ["DeadLetter", "DeadLetterStore"]
 
 _SAFE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
@@ -90,13 +92,13 @@ class DeadLetterStore:
             "format": _FORMAT,
             "mailbox": mailbox,
             "uidl": uidl,
-            "reason": reason,
+            "reason": scrub(reason),
             "webhook_id": webhook_id,
             "size": len(raw),
             "sha256": hashlib.sha256(raw).hexdigest(),
             "spooled_at": stamp,
             "spooled_at_iso": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(stamp)),
-            **(extra or {}),
+            **{k: scrub(v) if isinstance(v, str) else v for k, v in (extra or {}).items()},
         }
         encoded = json.dumps(meta, ensure_ascii=False, indent=2).encode() + b"\n"
         _make_dirs(folder)

@@ -10,6 +10,8 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
+from bridge.redact import scrub
+
 __all__ = ["HealthState", "MailboxHealth", "Readiness"]
 
 
@@ -80,7 +82,7 @@ class HealthState:
 
     def mailbox_failed(self, name: str, reason: str) -> None:
         """A poll of ``name`` failed; ``reason`` (no secrets) is shown while it is stalled."""
-        self._mailbox(name).last_error = reason
+        self._mailbox(name).last_error = scrub(reason)
 
     def _mailbox(self, name: str) -> MailboxHealth:
         try:
