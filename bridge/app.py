@@ -256,8 +256,12 @@ class App:
             {m.name: m.webhooks for m in mailboxes}, extra_targets=list(config.webhooks)
         )
         self.health = HealthState(
-            {m.name: m.poll_interval for m in mailboxes}, clock=self.clock.time
+            {m.name: m.poll_interval for m in mailboxes},
+            clock=self.clock.time,
+            stall_factor=config.http.stall_factor,
+            stall_min_seconds=config.http.stall_min_seconds,
         )
+        self.metrics.on_progress(self.health.mailbox_progress)
         data_dir = Path(config.data_dir)
         self.ledger = Ledger(
             data_dir / "ledger.sqlite3", clock=self.clock.time, defer_open=not open_ledger

@@ -286,6 +286,16 @@ class HttpConfig(_Model):
         description="host:port to listen on ([::1]:9808 for IPv6; port 0 picks a free port)",
     )
 
+    stall_factor: float = Field(
+        default=3.0,
+        ge=1,
+        description="/readyz: a mailbox without progress for stall_factor x poll_interval "
+        "(at least stall_min_seconds) is stalled",
+    )
+    stall_min_seconds: float = Field(
+        default=120.0, gt=0, description="/readyz: the shortest stall window, seconds"
+    )
+
     @field_validator("listen")
     @classmethod
     def _valid_listen(cls, value: str) -> str:

@@ -164,4 +164,4 @@ def test_sink_readiness() -> None:
     _config()
     health = HealthState({"a": 60.0}, clock=lambda: 0.0)
     health.mailbox_failed("a", _text())
-    _assert_clean(json.dumps(health.readiness().reasons))
+    _assert_clean(json.dumps(health.readiness().failing))
