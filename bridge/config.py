@@ -70,6 +70,7 @@ __all__ = [
     "interpolate",
     "load_config",
     "parse_listen",
+    "read_secret_text",
 ]
 
 MIB = 1024 * 1024
@@ -156,12 +157,11 @@ class SecretFile:
     value: SecretStr
 
 
-def _read_secret_file(raw: object, info: ValidationInfo) -> SecretFile:
-    if isinstance(raw, SecretFile):
-        return raw
-    if not isinstance(raw, str | Path) or not str(raw).strip():
-        raise ValueError("must be a file path")
-    path = _resolve(Path(raw), info)
+def read_secret_text(path: Path) -> str:
+    """The secret in the file at ``path``: UTF-8, without the final line break, not empty.
+
+    Raises ValueError saying what is wrong with the file, never its content.
+    """
     try:
         # O_NONBLOCK: opening a FIFO (or a device) must not hang validate and run forever.
         fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
@@ -192,7 +192,16 @@ def _read_secret_file(raw: object, info: ValidationInfo) -> SecretFile:
     text = text.rstrip("\r\n")
     if not text:
         raise ValueError(f"{path} is empty")
-    return SecretFile(path=path, value=SecretStr(text))
+    return text
+
+
+def _read_secret_file(raw: object, info: ValidationInfo) -> SecretFile:
+    if isinstance(raw, SecretFile):
+        return raw
+    if not isinstance(raw, str | Path) or not str(raw).strip():
+        raise ValueError("must be a file path")
+    path = _resolve(Path(raw), info)
+    return SecretFile(path=path, value=SecretStr(read_secret_text(path)))
 
 
 SecretFileField = Annotated[
