@@ -24,6 +24,7 @@ import structlog
 from bridge.clock import Clock, SystemClock
 from bridge.config import Config, MailboxConfig, WebhookConfig
 from bridge.deadletter import DeadLetterStore
+from bridge.deadletter_metrics import DeadLetterCollector
 from bridge.errors import (
     BridgeError,
     ConfigError,
@@ -327,6 +328,8 @@ class App:
             data_dir / "ledger.sqlite3", clock=self.clock.time, defer_open=not open_ledger
         )
         self.deadletters = DeadLetterStore(data_dir / "dead-letters")
+        if open_ledger:
+            self.metrics.registry.register(DeadLetterCollector(self.deadletters))
         self.secret_files = SecretFiles()
         self.targets = self._build_targets(config)
         self.webhooks = WebhookClient(

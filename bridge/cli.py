@@ -119,15 +119,9 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--keep", action="store_true", help="keep serving metrics until Ctrl-C")
     demo.add_argument("--quiet", action="store_true", help="print only the summary")
 
-    dl = sub.add_parser("dead-letters", help="list the messages spooled to the dead-letter folder")
-    dl.add_argument(
-        "-c",
-        "--config",
-        required=True,
-        type=Path,
-        metavar="FILE",
-        help="YAML config file (the dead letters live under its data_dir)",
-    )
+    from bridge.deadletter_cli import add_parser as add_dead_letters
+
+    add_dead_letters(sub)
     return parser
 
 
@@ -174,6 +168,9 @@ def _dispatch(args: argparse.Namespace) -> int:
     from bridge.config import load_config
     from bridge.logs import configure_logging
 
+    if args.config is None:  # dead-letters takes -c before or after its action
+        print(f"popbridge {args.command}: -c/--config FILE is required", file=sys.stderr)
+        return EXIT_USAGE
     config = load_config(args.config)
     if args.command == "validate":
         from bridge.lock import check_data_dir
@@ -190,25 +187,9 @@ def _dispatch(args: argparse.Namespace) -> int:
         return _signal_reload(config, args.config)
     configure_logging(config.log.level, config.log.format)
     if args.command == "dead-letters":
-        from bridge.deadletter import DeadLetterStore
-        from bridge.redact import scrub
+        from bridge.deadletter_cli import run_dead_letters
 
-        store = DeadLetterStore(Path(config.data_dir) / "dead-letters")
-        letters = store.list()
-        for letter in letters:
-            print(
-                json.dumps(
-                    {
-                        "mailbox": letter.mailbox,
-                        "uidl": letter.uidl,
-                        "reason": scrub(letter.reason),
-                        "path": str(letter.eml_path),
-                    }
-                )
-            )
-        if not letters:
-            print(f"no dead letters in {store.directory}", file=sys.stderr)
-        return EXIT_OK
+        return run_dead_letters(args, config)
     if args.command in ("run", "once"):
         from bridge.lock import DataDirLock
         from bridge.memory import fix_mmap_threshold
