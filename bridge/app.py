@@ -29,6 +29,9 @@ from bridge.errors import (
     BridgeError,
     ConfigError,
     LedgerError,
+    OAuth2Error,
+    OAuth2RefusedError,
+    OAuth2UnavailableError,
     Pop3AuthError,
     Pop3ConnectionError,
     Pop3Error,
@@ -43,9 +46,10 @@ from bridge.health import HealthState
 from bridge.ledger import Ledger
 from bridge.metrics import Metrics, SessionOutcome
 from bridge.mime import PayloadOptions
+from bridge.oauth2 import OAuth2Client, OAuth2Metrics
 from bridge.poller import MailboxPolicy, Poller, SessionResult
 from bridge.pop3 import Pop3Client, Timeouts
-from bridge.redact import basic_forms, sasl_forms, secret_forms
+from bridge.redact import basic_forms, register, sasl_forms, secret_forms
 from bridge.reload import ConfigChange, diff_configs
 from bridge.secretfiles import SecretFiles
 from bridge.webhook import BasicAuth, WebhookClient, WebhookTarget
@@ -165,12 +169,14 @@ def mailbox_policy(cfg: MailboxConfig) -> MailboxPolicy:
 
 
 def client_factory(
-    cfg: MailboxConfig, files: SecretFiles | None = None
+    cfg: MailboxConfig, files: SecretFiles | None = None, oauth2: OAuth2Client | None = None
 ) -> Callable[[], Awaitable[Pop3Client]]:
     """A function that opens a logged-in POP3 client for this mailbox.
 
     With ``files``, ``password_file`` and ``token_file`` are read again when they changed,
-    at each session: a rotated password works without a restart.
+    at each session: a rotated password works without a restart. With ``oauth2``, the
+    token comes from that client; when the server refuses it (``-ERR [AUTH]``), a new one is
+    fetched and the login tried once more.
     """
 
     context: ssl.SSLContext | None = None
@@ -182,8 +188,8 @@ def client_factory(
         if cfg.client_cert:
             context.load_cert_chain(cfg.client_cert, cfg.client_key)
 
-    async def open_client() -> Pop3Client:
-        client = Pop3Client(
+    def new_client() -> Pop3Client:
+        return Pop3Client(
             cfg.host,
             cfg.port,
             tls=cfg.tls,
@@ -199,6 +205,24 @@ def client_factory(
             ),
             mailbox=cfg.name,
         )
+
+    async def logged_in(password: str | None, token: str | None) -> Pop3Client:
+        client = new_client()
+        try:
+            await client.connect()
+            await client.login(
+                cfg.username,
+                password=password,
+                token=token,
+                method=cfg.auth,
+                allow_insecure=cfg.allow_insecure_auth,
+            )
+        except BaseException:
+            await client.close()
+            raise
+        return client
+
+    async def open_client() -> Pop3Client:
         password = cfg.password.get_secret_value() if cfg.password else None
         token = cfg.token.get_secret_value() if cfg.token else None
         if files is not None:
@@ -215,19 +239,22 @@ def client_factory(
                     forms=lambda v: sasl_forms(user, None, v),
                     what=f"mailboxes.{cfg.name}.token_file",
                 )
+        if oauth2 is None:
+            return await logged_in(password, token)
+        token = await oauth2.token()
+        register(sasl_forms(cfg.username, None, token))
         try:
-            await client.connect()
-            await client.login(
-                cfg.username,
-                password=password,
-                token=token,
-                method=cfg.auth,
-                allow_insecure=cfg.allow_insecure_auth,
-            )
-        except BaseException:
-            await client.close()
-            raise
-        return client
+            return await logged_in(None, token)
+        except Pop3AuthError:
+            # The server refused a token we thought valid (revoked, or expired early):
+            # fetch a new one and try once more, on a new connection.
+            oauth2.invalidate(token)
+            fresh = await oauth2.token()
+            if fresh == token:
+                raise
+            register(sasl_forms(cfg.username, None, fresh))
+            log.info("oauth2_token_refused_retrying", mailbox=cfg.name, client=oauth2.name)
+            return await logged_in(None, fresh)
 
     return open_client
 
@@ -253,6 +280,8 @@ def session_outcome(exc: BaseException | None, result: SessionResult | None) -> 
         return "commit_error" if result is not None and result.commit_errors else "ok"
     table: tuple[tuple[type[BaseException], SessionOutcome], ...] = (
         (Pop3AuthError, "auth_error"),
+        (OAuth2RefusedError, "auth_error"),
+        (OAuth2UnavailableError, "connect_error"),
         (Pop3InUseError, "in_use"),
         (Pop3LoginDelayError, "login_delay"),
         (Pop3TLSError, "tls_error"),
@@ -331,6 +360,9 @@ class App:
         if open_ledger:
             self.metrics.registry.register(DeadLetterCollector(self.deadletters))
         self.secret_files = SecretFiles()
+        self.oauth2_metrics = OAuth2Metrics(self.metrics.registry)
+        self.oauth2: dict[str, OAuth2Client] = {}
+        self._update_oauth2(config, mailboxes)
         self.targets = self._build_targets(config)
         self.webhooks = WebhookClient(
             on_request=self.metrics.webhook_attempt,
@@ -352,10 +384,34 @@ class App:
             for name, cfg in config.webhooks.items()
         }
 
+    def _update_oauth2(self, config: Config, mailboxes: Sequence[MailboxConfig]) -> None:
+        """One OAuth2Client per client name in use; a reload keeps their cached tokens."""
+        for cfg in mailboxes:
+            found = config.oauth2_for(cfg)
+            if found is None:
+                continue
+            name, client_cfg = found
+            if name in self.oauth2:
+                self.oauth2[name].reconfigure(client_cfg)
+            else:
+                self.oauth2[name] = OAuth2Client(
+                    name,
+                    client_cfg,
+                    data_dir=Path(config.data_dir),
+                    files=self.secret_files,
+                    metrics=self.oauth2_metrics,
+                    clock=self.clock.time,
+                )
+
+    def _client_factory(self, cfg: MailboxConfig) -> Callable[[], Awaitable[Pop3Client]]:
+        found = self.config.oauth2_for(cfg)
+        oauth2 = self.oauth2[found[0]] if found is not None else None
+        return client_factory(cfg, self.secret_files, oauth2)
+
     def _poller(self, cfg: MailboxConfig) -> Poller:
         return Poller(
             mailbox_policy(cfg),
-            open_client=client_factory(cfg, self.secret_files),
+            open_client=self._client_factory(cfg),
             ledger=self.ledger,
             webhooks=self.webhooks,
             targets=self.targets,
@@ -395,6 +451,7 @@ class App:
         mailboxes = select_shard(config.mailboxes, self._shard)
         change = diff_configs(old, config, [m.name for m in mailboxes], list(self.mailboxes))
         self.config = config
+        self._update_oauth2(config, mailboxes)
         self.health.stall_factor = config.http.stall_factor
         self.health.stall_min_seconds = config.http.stall_min_seconds
         self.metrics.prepare(
@@ -421,8 +478,10 @@ class App:
         return change
 
     async def close(self) -> None:
-        """Close the webhook client, the HTTP server and the ledger."""
+        """Close the webhook client, the OAuth 2 clients, the HTTP server and the ledger."""
         await self.webhooks.close()
+        for client in self.oauth2.values():
+            await client.close()
         if self.server is not None:
             await self.server.stop()
             self.server = None
@@ -621,7 +680,7 @@ class App:
                 return 0.0
             return self._jitter(cfg.poll_interval)
         error = state.last_exception
-        if isinstance(error, Pop3AuthError):
+        if isinstance(error, Pop3AuthError | OAuth2RefusedError):
             return self._jitter(cfg.login_backoff_auth)
         if isinstance(error, Pop3InUseError):
             return self._jitter(cfg.login_backoff_in_use)
@@ -638,13 +697,13 @@ class App:
             name = state.config.name
             try:
                 async with self._sessions:
-                    client = await client_factory(state.config)()
+                    client = await self._client_factory(state.config)()
                     try:
                         stat = await client.stat()
                         await client.quit()
                     finally:
                         await client.close()
-            except (Pop3Error, OSError, TimeoutError, ssl.SSLError) as exc:
+            except (Pop3Error, OAuth2Error, OSError, TimeoutError, ssl.SSLError) as exc:
                 return CheckRow(name, False, None, None, f"{session_outcome(exc, None)}: {exc}")
             return CheckRow(name, True, stat.count, stat.size, "ok")
 

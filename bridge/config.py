@@ -61,6 +61,7 @@ __all__ = [
     "HttpConfig",
     "LogConfig",
     "MailboxConfig",
+    "OAuth2Config",
     "SecretFile",
     "TlsMode",
     "WebhookConfig",
@@ -82,6 +83,8 @@ NAME_PATTERN = r"^[A-Za-z0-9_.-]{1,64}$"
 
 _SECRET_FILE_MAX_BYTES = 64 * 1024
 _SECRET_PAIRS = {
+    "client_secret": "client_secret_file",
+    "refresh_token": "refresh_token_file",
     "password": "password_file",
     "secret": "secret_file",
     "token": "token_file",
@@ -536,6 +539,83 @@ class WebhookConfig(_Model):
         return out
 
 
+class OAuth2Config(_Model):
+    """An OAuth 2 client that fetches (and refreshes) the access token for XOAUTH2."""
+
+    token_url: str = Field(description="the provider's token endpoint (https)")
+    client_id: str = Field(min_length=1)
+    client_secret: SecretStr | None = None
+    client_secret_file: SecretFileField | None = None
+    scope: str | list[str] | None = Field(
+        default=None,
+        description="scopes to ask for (Microsoft 365 app-only: "
+        "https://outlook.office365.com/.default)",
+    )
+    grant: Literal["client_credentials", "refresh_token"] | None = Field(
+        default=None,
+        description="client_credentials (Microsoft 365 app-only) or refresh_token (Gmail, "
+        "delegated access); default: refresh_token when one is configured",
+    )
+    refresh_token: SecretStr | None = None
+    refresh_token_file: SecretFileField | None = None
+    timeout: float = Field(default=30.0, gt=0, le=300, description="seconds per token request")
+    refresh_before: float = Field(
+        default=300.0,
+        ge=0,
+        description="refresh this many seconds before the token expires (at most a quarter "
+        "of its lifetime)",
+    )
+
+    @field_validator("token_url")
+    @classmethod
+    def _valid_token_url(cls, value: str) -> str:
+        parts = urlsplit(value)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise ValueError("must be an https:// URL")
+        if parts.scheme == "http" and not _is_loopback(parts.hostname):
+            raise ValueError(
+                "must be https://: the client secret and tokens would cross the network in "
+                "clear text (http:// is only accepted for a loopback host)"
+            )
+        if parts.username is not None or parts.password is not None:
+            raise ValueError("must not contain credentials; use client_id and client_secret")
+        return value
+
+    @model_validator(mode="after")
+    def _grant(self) -> Self:
+        problems = self._adopt_file_secret("client_secret", "client_secret_file")
+        problems += self._adopt_file_secret("refresh_token", "refresh_token_file")
+        if problems:
+            raise _Problems(problems)
+        if self.grant is None:
+            grant = "refresh_token" if self.refresh_token is not None else "client_credentials"
+            object.__setattr__(self, "grant", grant)
+        if self.grant == "refresh_token" and self.refresh_token is None:
+            why = "grant refresh_token needs refresh_token or refresh_token_file"
+            problems.append((("refresh_token",), why))
+        if self.grant == "client_credentials" and self.client_secret is None:
+            why = "grant client_credentials needs client_secret or client_secret_file"
+            problems.append((("client_secret",), why))
+        if problems:
+            raise _Problems(problems)
+        return self
+
+    @property
+    def scopes(self) -> str | None:
+        """The scope parameter: space-separated."""
+        if self.scope is None:
+            return None
+        return self.scope if isinstance(self.scope, str) else " ".join(self.scope)
+
+    def secret_values(self) -> set[str]:
+        """The client secret and refresh token in every form (see bridge.redact)."""
+        forms: set[str] = set()
+        for value in (self.client_secret, self.refresh_token):
+            if value is not None:
+                forms |= secret_forms(value.get_secret_value())
+        return forms
+
+
 class MailboxConfig(_Model):
     """One POP3 mailbox to drain."""
 
@@ -564,6 +644,11 @@ class MailboxConfig(_Model):
         default=None, description="OAuth 2 access token for xoauth2 / oauthbearer"
     )
     token_file: SecretFileField | None = None
+    oauth2: OAuth2Config | str | None = Field(
+        default=None,
+        description="fetch and refresh the XOAUTH2 token: an OAuth 2 client, or the name of "
+        "one under the top-level oauth2",
+    )
     auth: AuthMethod = Field(
         default="auto",
         description="auto picks the strongest the server offers for the credentials given",
@@ -645,17 +730,24 @@ class MailboxConfig(_Model):
         problems += self._adopt_file_secret("token", "token_file")
         if problems:
             raise _Problems(problems)
-        if self.auth in _PASSWORD_AUTH and self.password is None:
+        if self.oauth2 is not None:
+            if self.token is not None or self.password is not None:
+                problems.append(
+                    (("oauth2",), "oauth2 fetches the token itself: remove password and token")
+                )
+            if self.auth in _PASSWORD_AUTH:
+                problems.append((("auth",), "oauth2 needs auth: xoauth2, oauthbearer or auto"))
+        elif self.auth in _PASSWORD_AUTH and self.password is None:
             problems.append((("password",), f"auth: {self.auth} needs password or password_file"))
         elif self.auth in _TOKEN_AUTH and self.token is None:
-            problems.append((("token",), f"auth: {self.auth} needs token or token_file"))
+            problems.append((("token",), f"auth: {self.auth} needs token, token_file or oauth2"))
         elif self.auth == "auto" and self.password is None and self.token is None:
             problems.append(
                 (("password",), "set password_file (or password), or token_file for OAuth")
             )
         if (
             self.tls == "none"
-            and (self.password is not None or self.token is not None)
+            and (self.password is not None or self.token is not None or self.oauth2 is not None)
             and not self.allow_insecure_auth
         ):
             problems.append(
@@ -674,11 +766,14 @@ class MailboxConfig(_Model):
 
     def secret_values(self) -> set[str]:
         """The password and token in every form sent over POP3 (see bridge.redact)."""
-        return sasl_forms(
+        forms = sasl_forms(
             self.username,
             self.password.get_secret_value() if self.password is not None else None,
             self.token.get_secret_value() if self.token is not None else None,
         )
+        if isinstance(self.oauth2, OAuth2Config):
+            forms |= self.oauth2.secret_values()
+        return forms
 
 
 class Config(_Model):
@@ -696,6 +791,9 @@ class Config(_Model):
         default=25.0, gt=0, description="seconds in-flight work may take after SIGTERM"
     )
     webhooks: dict[str, WebhookConfig] = Field(min_length=1, description="targets by name")
+    oauth2: dict[str, OAuth2Config] = Field(
+        default_factory=dict, description="OAuth 2 clients by name, shared by mailboxes"
+    )
     mailboxes: list[MailboxConfig] = Field(min_length=1)
 
     @model_validator(mode="after")
@@ -721,6 +819,13 @@ class Config(_Model):
                 )
             else:
                 seen[mailbox.name] = index
+            if isinstance(mailbox.oauth2, str) and mailbox.oauth2 not in self.oauth2:
+                problems.append(
+                    (
+                        ("mailboxes", index, "oauth2"),
+                        _unknown_name("oauth2 client", mailbox.oauth2, self.oauth2),
+                    )
+                )
             for position, target in enumerate(mailbox.webhooks):
                 if target not in self.webhooks:
                     problems.append(
@@ -761,7 +866,17 @@ class Config(_Model):
             forms |= webhook.secret_values()
         for mailbox in self.mailboxes:
             forms |= mailbox.secret_values()
+        for client in self.oauth2.values():
+            forms |= client.secret_values()
         return forms
+
+    def oauth2_for(self, mailbox: MailboxConfig) -> tuple[str, OAuth2Config] | None:
+        """The OAuth 2 client of ``mailbox`` and the name its token is cached under."""
+        if mailbox.oauth2 is None:
+            return None
+        if isinstance(mailbox.oauth2, str):
+            return mailbox.oauth2, self.oauth2[mailbox.oauth2]
+        return f"mailbox-{mailbox.name}", mailbox.oauth2
 
     def mailbox(self, name: str) -> MailboxConfig:
         """The mailbox called ``name``; KeyError if there is none."""

@@ -8,7 +8,7 @@ in every form it is sent in with ``[redacted]``.
 The forms of one secret (see :func:`secret_forms`): the raw value, its JSON-escaped and
 slash-escaped spellings (receivers that quote headers as JSON), and for credentials that
 travel encoded, the encoded form: ``base64(user:password)`` for HTTP Basic, the SASL PLAIN
-and LOGIN payloads, the XOAUTH2 and OAUTHBEARER payloads. ``Bearer <token>`` is covered by
+and LOGIN payloads, the XOAUTH2 payload. ``Bearer <token>`` is covered by
 the raw token.
 
 The registry is process-wide: the app registers the secrets of each config it loads (again
@@ -68,7 +68,7 @@ def basic_forms(user: str, password: str) -> set[str]:
 
 
 def sasl_forms(user: str, password: str | None, token: str | None) -> set[str]:
-    """POP3 credentials: raw, SASL PLAIN/LOGIN payloads, XOAUTH2 and OAUTHBEARER payloads."""
+    """POP3 credentials: raw, SASL PLAIN/LOGIN payloads, the XOAUTH2 payload."""
     forms: set[str] = set()
     if password:
         forms |= secret_forms(password)
@@ -77,7 +77,6 @@ def sasl_forms(user: str, password: str | None, token: str | None) -> set[str]:
     if token:
         forms |= secret_forms(token)
         forms |= secret_forms(_b64(f"user={user}\x01auth=Bearer {token}\x01\x01"))
-        forms |= secret_forms(_b64(f"n,a={user},\x01auth=Bearer {token}\x01\x01"))
     return forms
 
 
