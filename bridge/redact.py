@@ -14,7 +14,8 @@ the raw token.
 The registry is process-wide: the app registers the secrets of each config it loads (again
 on every reload; values of an old config stay registered, they may still be in flight).
 Values shorter than :data:`MIN_LENGTH` characters are not registered: scrubbing ``abc``
-from every line would mangle the log more than it protects.
+from every line would mangle the log more than it protects; values shorter than 8 are
+scrubbed only where they stand as a whole word (not inside a longer word).
 """
 
 from __future__ import annotations
@@ -39,6 +40,8 @@ __all__ = [
 
 REDACTED = "[redacted]"
 MIN_LENGTH = 4
+_WHOLE_WORD_BELOW = 8
+"""Values shorter than this are scrubbed only where they stand as a whole word."""
 _PARTIAL_MIN = 8
 """A text cut short may end with the start of a secret: at least this many characters of it
 are scrubbed (shorter tails are too likely to be ordinary words)."""
@@ -88,9 +91,16 @@ def register(values: Iterable[str]) -> None:
         if new <= _values:
             return
         _values.update(new)
-        # Longest first, so a value that contains another is replaced whole.
+        # Longest first, so a value that contains another is replaced whole. A short value
+        # only counts as a whole word: "pass" must not eat the start of "passed".
         ordered = sorted(_values, key=len, reverse=True)
-        _pattern = re.compile("|".join(re.escape(v) for v in ordered))
+        _pattern = re.compile("|".join(_alternative(v) for v in ordered))
+
+
+def _alternative(value: str) -> str:
+    if len(value) >= _WHOLE_WORD_BELOW:
+        return re.escape(value)
+    return rf"(?<![A-Za-z0-9]){re.escape(value)}(?![A-Za-z0-9])"
 
 
 def registered_count() -> int:

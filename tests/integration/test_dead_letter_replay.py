@@ -89,21 +89,6 @@ async def test_replay_posts_the_original_webhook_id_with_a_fresh_signature_and_r
     assert [json.loads(line)["id"] for line in out.splitlines()] == [letters[1]["id"]]
 
 
-async def test_a_failed_replay_keeps_it_with_the_new_reason(
-    dovecot: Dovecot, pop3_user: Pop3User, receiver: WebhookReceiver, tmp_path: Path
-) -> None:
-    """Still refused: exit 1, the dead letter stays, its reason is the new answer."""
-    path, _, letters = await _spool(dovecot, pop3_user, receiver, tmp_path, count=1)
-    receiver.reply(Reply(409, body=b"conflict now"))
-    code, out, _ = await popbridge("dead-letters", "replay", letters[0]["id"], "-c", str(path))
-    assert code == 1
-    assert json.loads(out)["outcome"] == "failed"
-    code, out, _ = await popbridge("dead-letters", "show", letters[0]["id"], "-c", str(path))
-    shown = json.loads(out)
-    assert shown["reason"] == "main: HTTP 409: conflict now"
-    assert shown["replay_attempts"] == 1
-
-
 async def test_replay_to_another_target(
     dovecot: Dovecot, pop3_user: Pop3User, receiver: WebhookReceiver, tmp_path: Path
 ) -> None:
@@ -124,15 +109,22 @@ async def test_replay_to_another_target(
     assert "--target 'nope' is not a webhook" in err
 
 
-async def test_replay_refuses_while_the_service_holds_data_dir_and_metrics_count_replays(
+async def test_failed_replay_kept_and_replay_refused_while_the_service_runs_and_metrics(
     dovecot: Dovecot, pop3_user: Pop3User, receiver: WebhookReceiver, tmp_path: Path
 ) -> None:
-    """With ``run`` on the same data_dir, replay exits 5 and changes nothing; the service
-    reports the dead letters waiting and the replays done before."""
+    """A failed replay keeps the dead letter with the new reason; with ``run`` on the same
+    data_dir, replay exits 5 and changes nothing; the service reports the dead letters
+    waiting and the replays done before."""
     path, config, letters = await _spool(dovecot, pop3_user, receiver, tmp_path)
-    receiver.reply(Reply(409))
-    code, _, _ = await popbridge("dead-letters", "replay", letters[0]["id"], "-c", str(path))
+    # Still refused: exit 1, the dead letter stays, its reason is the new answer.
+    receiver.reply(Reply(409, body=b"conflict now"))
+    code, out, _ = await popbridge("dead-letters", "replay", letters[0]["id"], "-c", str(path))
     assert code == 1
+    assert json.loads(out)["outcome"] == "failed"
+    code, out, _ = await popbridge("dead-letters", "show", letters[0]["id"], "-c", str(path))
+    shown = json.loads(out)
+    assert shown["reason"] == "main: HTTP 409: conflict now"
+    assert shown["replay_attempts"] == 1
     receiver.reply(200)
     code, _, _ = await popbridge("dead-letters", "replay", letters[0]["id"], "-c", str(path))
     assert code == 0

@@ -165,3 +165,10 @@ def test_sink_readiness() -> None:
     health = HealthState({"a": 60.0}, clock=lambda: 0.0)
     health.mailbox_failed("a", _text())
     _assert_clean(json.dumps(health.readiness().failing))
+
+
+def test_a_short_secret_is_scrubbed_only_as_a_whole_word() -> None:
+    """A 4-7 character secret ("pass") does not eat the start of ordinary words ("passed")."""
+    redact.register(["pass"])
+    assert redact.scrub("flow passed, bypass") == "flow passed, bypass"
+    assert redact.scrub("password was pass.") == "password was [redacted]."
