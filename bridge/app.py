@@ -25,9 +25,13 @@ from bridge.checkup import QUIT_WARN_SECONDS, CheckRow, check_mailbox
 from bridge.clock import Clock, SystemClock
 from bridge.config import Config, MailboxConfig, WebhookConfig
 from bridge.deadletter import DeadLetterStore
+from bridge.deadletter_metrics import DeadLetterCollector
 from bridge.errors import (
     BridgeError,
+    ConfigError,
     LedgerError,
+    OAuth2RefusedError,
+    OAuth2UnavailableError,
     Pop3AuthError,
     Pop3ConnectionError,
     Pop3InUseError,
@@ -42,9 +46,14 @@ from bridge.ledger import Ledger
 from bridge.logindelay import LoginPacer
 from bridge.metrics import Metrics, SessionOutcome
 from bridge.mime import PayloadOptions
+from bridge.oauth2 import OAuth2Client, OAuth2Metrics
 from bridge.poller import MailboxPolicy, Poller, SessionResult
 from bridge.pop3 import Pop3Client, Timeouts
+from bridge.redact import basic_forms, register, sasl_forms, secret_forms
+from bridge.reload import ConfigChange, diff_configs
+from bridge.secretfiles import SecretFiles
 from bridge.webhook import BasicAuth, WebhookClient, WebhookTarget
+from bridge.webhook.signing import decode_secret
 
 if TYPE_CHECKING:
     from bridge.server import HttpServer
@@ -60,25 +69,84 @@ JITTER = 0.1  # +-10 % on every interval, so mailboxes do not poll in lock-step
 # ---------------------------------------------------------------------- config -> parts
 
 
-def webhook_target(name: str, cfg: WebhookConfig) -> WebhookTarget:
-    """The webhook package's value object for one configured target."""
+def webhook_target(
+    name: str, cfg: WebhookConfig, files: SecretFiles | None = None
+) -> WebhookTarget:
+    """The webhook package's value object for one configured target.
+
+    With ``files``, every ``*_file`` secret is its file's current content (a rotated
+    secret is used without a reload); a new signing secret that is not valid is ignored
+    (logged) and the loaded one kept.
+    """
+    where = f"webhooks.{name}"
+    secrets = [s.get_secret_value() for s in cfg.signing_secrets()]
+    bearer = cfg.bearer_token.get_secret_value() if cfg.bearer_token else None
     basic = None
     if cfg.basic_auth is not None and cfg.basic_auth.password is not None:
-        basic = BasicAuth(cfg.basic_auth.username, cfg.basic_auth.password.get_secret_value())
+        password = cfg.basic_auth.password.get_secret_value()
+        if files is not None and cfg.basic_auth.password_file is not None:
+            user = cfg.basic_auth.username
+            password = files.read(
+                cfg.basic_auth.password_file,
+                forms=lambda value: basic_forms(user, value),
+                what=f"{where}.basic_auth.password_file",
+            )
+        basic = BasicAuth(cfg.basic_auth.username, password)
+    if files is not None and cfg.bearer_token_file is not None:
+        bearer = files.read(cfg.bearer_token_file, what=f"{where}.bearer_token_file")
+    if files is not None and cfg.secret_file is not None and cfg.secret is not None:
+        current = files.read(
+            cfg.secret_file,
+            forms=lambda v: secret_forms(v) | secret_forms(v.removeprefix("whsec_")),
+            what=f"{where}.secret_file",
+        )
+        loaded = cfg.secret.get_secret_value()
+        if current != loaded:
+            try:
+                decode_secret(current)
+            except ValueError as exc:
+                log.warning("secret_file_invalid", key=f"{where}.secret_file", problem=str(exc))
+            else:
+                secrets = [current if s == loaded else s for s in secrets]
     return WebhookTarget(
         name=name,
         url=cfg.url,
-        secrets=tuple(s.get_secret_value() for s in cfg.signing_secrets()),
+        secrets=tuple(dict.fromkeys(secrets)),
         timeout=cfg.timeout,
         headers={k: v.get_secret_value() for k, v in cfg.headers.items()},
-        bearer_token=cfg.bearer_token.get_secret_value() if cfg.bearer_token else None,
+        bearer_token=bearer,
         basic_auth=basic,
         max_attempts=cfg.max_attempts,
         backoff_base=cfg.backoff_initial,
         backoff_max=cfg.backoff_max,
         breaker_threshold=cfg.breaker_failures,
         breaker_cooldown=cfg.breaker_cooldown,
+        ssl_context=webhook_ssl_context(name, cfg),
     )
+
+
+def webhook_ssl_context(name: str, cfg: WebhookConfig) -> ssl.SSLContext | None:
+    """The TLS context of a target with its own ``ca_file`` or client certificate, or None."""
+    if cfg.ca_file is None and cfg.cert_file is None:
+        return None
+    key = f"webhooks.{name}"
+    try:
+        context = ssl.create_default_context(cafile=cfg.ca_file)
+    except (ssl.SSLError, OSError) as exc:
+        problem = f"{key}.ca_file: cannot load {cfg.ca_file}: {exc.strerror or exc}"
+        raise ConfigError(problem, [problem]) from None
+    if cfg.cert_file is not None:
+        try:
+            context.load_cert_chain(cfg.cert_file, cfg.key_file)
+        except (ssl.SSLError, OSError) as exc:
+            problem = (
+                f"{key}.cert_file: cannot load the client certificate {cfg.cert_file}"
+                f"{' with ' + str(cfg.key_file) if cfg.key_file else ''}: "
+                f"{exc.strerror or type(exc).__name__}; it must be PEM, with the key in "
+                "cert_file or key_file"
+            )
+            raise ConfigError(problem, [problem]) from None
+    return context
 
 
 def mailbox_policy(cfg: MailboxConfig) -> MailboxPolicy:
@@ -103,12 +171,18 @@ def mailbox_policy(cfg: MailboxConfig) -> MailboxPolicy:
 
 
 def client_factory(
-    cfg: MailboxConfig, on_login: Callable[[Pop3Client], None] | None = None
+    cfg: MailboxConfig,
+    files: SecretFiles | None = None,
+    oauth2: OAuth2Client | None = None,
+    on_login: Callable[[Pop3Client], None] | None = None,
 ) -> Callable[[], Awaitable[Pop3Client]]:
     """A function that opens a logged-in POP3 client for this mailbox.
 
-    Each login is logged once at info (TLS mode and version, mechanism, UTF8) and handed to
-    ``on_login`` (the LOGIN-DELAY pacer).
+    With ``files``, ``password_file`` and ``token_file`` are read again when they changed,
+    at each session: a rotated password works without a restart. With ``oauth2``, the
+    token comes from that client; when the server refuses it (``-ERR [AUTH]``), a new one is
+    fetched and the login tried once more. Each login is logged once at info (TLS mode and
+    version, mechanism, UTF8) and handed to ``on_login`` (the LOGIN-DELAY pacer).
     """
 
     context: ssl.SSLContext | None = None
@@ -120,8 +194,8 @@ def client_factory(
         if cfg.client_cert:
             context.load_cert_chain(cfg.client_cert, cfg.client_key)
 
-    async def open_client() -> Pop3Client:
-        client = Pop3Client(
+    def new_client() -> Pop3Client:
+        return Pop3Client(
             cfg.host,
             cfg.port,
             tls=cfg.tls,
@@ -137,12 +211,15 @@ def client_factory(
             ),
             mailbox=cfg.name,
         )
+
+    async def logged_in(password: str | None, token: str | None) -> Pop3Client:
+        client = new_client()
         try:
             await client.connect()
             await client.login(
                 cfg.username,
-                password=cfg.password.get_secret_value() if cfg.password else None,
-                token=cfg.token.get_secret_value() if cfg.token else None,
+                password=password,
+                token=token,
                 method=cfg.auth,
                 allow_insecure=cfg.allow_insecure_auth,
             )
@@ -153,6 +230,40 @@ def client_factory(
         if on_login is not None:
             on_login(client)
         return client
+
+    async def open_client() -> Pop3Client:
+        password = cfg.password.get_secret_value() if cfg.password else None
+        token = cfg.token.get_secret_value() if cfg.token else None
+        if files is not None:
+            user = cfg.username
+            if cfg.password_file is not None:
+                password = files.read(
+                    cfg.password_file,
+                    forms=lambda v: sasl_forms(user, v, None),
+                    what=f"mailboxes.{cfg.name}.password_file",
+                )
+            if cfg.token_file is not None:
+                token = files.read(
+                    cfg.token_file,
+                    forms=lambda v: sasl_forms(user, None, v),
+                    what=f"mailboxes.{cfg.name}.token_file",
+                )
+        if oauth2 is None:
+            return await logged_in(password, token)
+        token = await oauth2.token()
+        register(sasl_forms(cfg.username, None, token))
+        try:
+            return await logged_in(None, token)
+        except Pop3AuthError:
+            # The server refused a token we thought valid (revoked, or expired early):
+            # fetch a new one and try once more, on a new connection.
+            oauth2.invalidate(token)
+            fresh = await oauth2.token()
+            if fresh == token:
+                raise
+            register(sasl_forms(cfg.username, None, fresh))
+            log.info("oauth2_token_refused_retrying", mailbox=cfg.name, client=oauth2.name)
+            return await logged_in(None, fresh)
 
     return open_client
 
@@ -199,6 +310,8 @@ def session_outcome(exc: BaseException | None, result: SessionResult | None) -> 
         return "commit_error" if result is not None and result.commit_errors else "ok"
     table: tuple[tuple[type[BaseException], SessionOutcome], ...] = (
         (Pop3AuthError, "auth_error"),
+        (OAuth2RefusedError, "auth_error"),
+        (OAuth2UnavailableError, "connect_error"),
         (Pop3InUseError, "in_use"),
         (Pop3LoginDelayError, "login_delay"),
         (Pop3TLSError, "tls_error"),
@@ -252,14 +365,24 @@ class App:
             {m.name: m.webhooks for m in mailboxes}, extra_targets=list(config.webhooks)
         )
         self.health = HealthState(
-            {m.name: m.poll_interval for m in mailboxes}, clock=self.clock.time
+            {m.name: m.poll_interval for m in mailboxes},
+            clock=self.clock.time,
+            stall_factor=config.http.stall_factor,
+            stall_min_seconds=config.http.stall_min_seconds,
         )
+        self.metrics.on_progress(self.health.mailbox_progress)
         data_dir = Path(config.data_dir)
         self.ledger = Ledger(
             data_dir / "ledger.sqlite3", clock=self.clock.time, defer_open=not open_ledger
         )
         self.deadletters = DeadLetterStore(data_dir / "dead-letters")
-        self.targets = {name: webhook_target(name, cfg) for name, cfg in config.webhooks.items()}
+        if open_ledger:
+            self.metrics.registry.register(DeadLetterCollector(self.deadletters))
+        self.secret_files = SecretFiles()
+        self.oauth2_metrics = OAuth2Metrics(self.metrics.registry)
+        self.oauth2: dict[str, OAuth2Client] = {}
+        self._update_oauth2(config, mailboxes)
+        self.targets = self._build_targets(config)
         self.webhooks = WebhookClient(
             on_request=self.metrics.webhook_attempt,
             on_breaker_change=self.metrics.breaker_changed,
@@ -268,24 +391,13 @@ class App:
         self.pacer = LoginPacer(self.clock)
         self.once_max_wait = ONCE_MAX_WAIT
         self.check_quit_warn = QUIT_WARN_SECONDS
-        self.mailboxes = {
-            m.name: MailboxState(
-                config=m,
-                poller=Poller(
-                    mailbox_policy(m),
-                    open_client=client_factory(m, self._on_login(m.name)),
-                    ledger=self.ledger,
-                    webhooks=self.webhooks,
-                    targets=self.targets,
-                    deadletters=self.deadletters,
-                    metrics=self.metrics,
-                    clock=self.clock,
-                ),
-            )
-            for m in mailboxes
-        }
+        self._shard = shard
+        self.mailboxes = {m.name: MailboxState(config=m, poller=self._poller(m)) for m in mailboxes}
         self._sessions = asyncio.Semaphore(config.max_concurrent_sessions)
         self.server: HttpServer | None = None  # only `run` serves HTTP (see start_http)
+        self._loops: dict[str, asyncio.Task[None]] = {}
+        self._loop_stops: dict[str, asyncio.Event] = {}
+        self._running: asyncio.Event | None = None
         self.health.set_config_loaded()
 
     def _on_login(self, name: str) -> Callable[[Pop3Client], None]:
@@ -294,9 +406,110 @@ class App:
 
         return record
 
+    def _build_targets(self, config: Config) -> dict[str, WebhookTarget]:
+        return {
+            name: webhook_target(name, cfg, self.secret_files)
+            for name, cfg in config.webhooks.items()
+        }
+
+    def _update_oauth2(self, config: Config, mailboxes: Sequence[MailboxConfig]) -> None:
+        """One OAuth2Client per client name in use; a reload keeps their cached tokens."""
+        for cfg in mailboxes:
+            found = config.oauth2_for(cfg)
+            if found is None:
+                continue
+            name, client_cfg = found
+            if name in self.oauth2:
+                self.oauth2[name].reconfigure(client_cfg)
+            else:
+                self.oauth2[name] = OAuth2Client(
+                    name,
+                    client_cfg,
+                    data_dir=Path(config.data_dir),
+                    files=self.secret_files,
+                    metrics=self.oauth2_metrics,
+                    clock=self.clock.time,
+                )
+
+    def _client_factory(self, cfg: MailboxConfig) -> Callable[[], Awaitable[Pop3Client]]:
+        found = self.config.oauth2_for(cfg)
+        oauth2 = self.oauth2[found[0]] if found is not None else None
+        return client_factory(cfg, self.secret_files, oauth2, self._on_login(cfg.name))
+
+    def _poller(self, cfg: MailboxConfig) -> Poller:
+        return Poller(
+            mailbox_policy(cfg),
+            open_client=self._client_factory(cfg),
+            ledger=self.ledger,
+            webhooks=self.webhooks,
+            targets=self.targets,
+            deadletters=self.deadletters,
+            metrics=self.metrics,
+            clock=self.clock,
+        )
+
+    def refresh_secret_files(self) -> None:
+        """Rebuild the targets whose ``*_file`` secrets changed on disk (cheap when none did).
+
+        Runs before every session; the new target is used from the next delivery on.
+        """
+        for name, cfg in self.config.webhooks.items():
+            if not (
+                cfg.secret_file
+                or cfg.bearer_token_file
+                or (cfg.basic_auth is not None and cfg.basic_auth.password_file)
+            ):
+                continue
+            fresh = webhook_target(name, cfg, self.secret_files)
+            current = self.targets.get(name)
+            if current is None or current.sensitive_values() != fresh.sensitive_values():
+                self.targets[name] = fresh
+
+    # ------------------------------------------------------------------ reload
+
+    def reload(self, config: Config) -> ConfigChange:
+        """Use ``config`` from the next session of each mailbox on; sessions running finish.
+
+        Mailboxes added start polling (under ``run``), removed ones stop after their current
+        session, changed ones use the new settings at their next session. Settings that
+        only a restart applies (``data_dir``, ``http.listen``, ``max_concurrent_sessions``)
+        are reported in :attr:`ConfigChange.needs_restart` and left as they were.
+        """
+        old = self.config
+        mailboxes = select_shard(config.mailboxes, self._shard)
+        change = diff_configs(old, config, [m.name for m in mailboxes], list(self.mailboxes))
+        self.config = config
+        self._update_oauth2(config, mailboxes)
+        self.health.stall_factor = config.http.stall_factor
+        self.health.stall_min_seconds = config.http.stall_min_seconds
+        self.metrics.prepare(
+            {m.name: m.webhooks for m in mailboxes}, extra_targets=list(config.webhooks)
+        )
+        # A fresh mapping: sessions in progress keep delivering with the old one.
+        self.targets = self._build_targets(config)
+        for name in change.removed:
+            del self.mailboxes[name]
+            self.health.unregister_mailbox(name)
+            stop = self._loop_stops.get(name)
+            if stop is not None:
+                stop.set()
+        for cfg in mailboxes:
+            self.health.register_mailbox(cfg.name, cfg.poll_interval)
+            state = self.mailboxes.get(cfg.name)
+            if state is None:
+                self.mailboxes[cfg.name] = MailboxState(config=cfg, poller=self._poller(cfg))
+                if self._running is not None:
+                    self._start_loop(cfg.name, self._running)
+            else:
+                state.config = cfg
+                state.poller = self._poller(cfg)
+        return change
+
     async def close(self) -> None:
-        """Close the webhook client, the HTTP server and the ledger."""
+        """Close the webhook client, the OAuth 2 clients, the HTTP server and the ledger."""
         await self.webhooks.close()
+        for client in self.oauth2.values():
+            await client.close()
         if self.server is not None:
             await self.server.stop()
             self.server = None
@@ -320,6 +533,7 @@ class App:
             exc: BaseException | None = None
             result: SessionResult | None = None
             try:
+                self.refresh_secret_files()
                 result = await state.poller.run_session(stop)
             except (BridgeError, OSError, TimeoutError) as error:
                 exc = error
@@ -335,6 +549,9 @@ class App:
         elif isinstance(exc, LedgerError):  # e.g. a full disk while recording new messages
             self.metrics.ledger_write_failed(name)
             self.health.ledger_failed(str(exc))
+        if name not in self.mailboxes:  # removed by a reload while this session ran
+            log.info("mailbox_removed", mailbox=name, outcome=outcome)
+            return result
         if exc is None and result is not None:
             state.failures = 0
             state.last_exception = None
@@ -473,15 +690,17 @@ class App:
 
     async def run(self, stop: asyncio.Event) -> None:
         """The service: poll every mailbox until ``stop`` is set, then wind down."""
-        tasks = [
-            asyncio.create_task(self._mailbox_loop(state, stop), name=f"mailbox:{name}")
-            for name, state in self.mailboxes.items()
-        ]
+        self._running = stop
+        for name in self.mailboxes:
+            self._start_loop(name, stop)
         try:
             await stop.wait()
             log.info("shutting_down", grace=self.config.shutdown_grace)
             self.health.set_shutting_down()
             self.metrics.set_up(False)
+            for event in self._loop_stops.values():
+                event.set()
+            tasks = list(self._loops.values())
             done, pending = await asyncio.wait(tasks, timeout=self.config.shutdown_grace)
             for task in pending:
                 task.cancel()
@@ -492,13 +711,35 @@ class App:
                 log.warning("shutdown_grace_expired", cancelled=[t.get_name() for t in pending])
             del done
         finally:
-            for task in tasks:
+            for task in self._loops.values():
                 task.cancel()
 
-    async def _mailbox_loop(self, state: MailboxState, stop: asyncio.Event) -> None:
-        delay = self.rng.uniform(0, min(state.config.poll_interval, 5.0))
+    def _start_loop(self, name: str, stop: asyncio.Event) -> None:
+        """Start polling ``name``; a loop of a removed mailbox of that name finishes first."""
+        previous = self._loops.get(name)
+        own_stop = asyncio.Event()
+        if stop.is_set():
+            own_stop.set()
+        self._loop_stops[name] = own_stop
+        self._loops[name] = asyncio.create_task(
+            self._mailbox_loop(name, own_stop, previous), name=f"mailbox:{name}"
+        )
+
+    async def _mailbox_loop(
+        self, name: str, stop: asyncio.Event, previous: asyncio.Task[None] | None = None
+    ) -> None:
+        if previous is not None and not previous.done():
+            # The same name was removed and added again: one session per maildrop.
+            await asyncio.wait({previous})
+        first = self.mailboxes.get(name)
+        if first is None:
+            return
+        delay = self.rng.uniform(0, min(first.config.poll_interval, 5.0))
         while not stop.is_set():
             if await _wait(stop, delay, self.clock):
+                return
+            state = self.mailboxes.get(name)
+            if state is None:
                 return
             result = await self.session(state, stop)
             delay = self._delay_after(state, result)
@@ -514,7 +755,7 @@ class App:
                 return 0.0
             return self._jitter(cfg.poll_interval)
         error = state.last_exception
-        if isinstance(error, Pop3AuthError):
+        if isinstance(error, Pop3AuthError | OAuth2RefusedError):
             return self._jitter(cfg.login_backoff_auth)
         if isinstance(error, Pop3InUseError):
             return self._jitter(cfg.login_backoff_in_use)

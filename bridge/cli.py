@@ -8,11 +8,12 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import os
 import signal
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -97,6 +98,20 @@ def build_parser() -> argparse.ArgumentParser:
         help="YAML config file (see docs/config.md)",
     )
 
+    reload = sub.add_parser(
+        "reload",
+        help="validate the config file, then tell the running service (its pid is in "
+        "data_dir/popbridge.lock) to re-read it (SIGHUP)",
+    )
+    reload.add_argument(
+        "-c",
+        "--config",
+        required=True,
+        type=Path,
+        metavar="FILE",
+        help="YAML config file of the running service",
+    )
+
     schema = sub.add_parser("schema", help="print a JSON Schema")
     schema.add_argument("which", choices=["payload", "config"])
 
@@ -104,15 +119,9 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--keep", action="store_true", help="keep serving metrics until Ctrl-C")
     demo.add_argument("--quiet", action="store_true", help="print only the summary")
 
-    dl = sub.add_parser("dead-letters", help="list the messages spooled to the dead-letter folder")
-    dl.add_argument(
-        "-c",
-        "--config",
-        required=True,
-        type=Path,
-        metavar="FILE",
-        help="YAML config file (the dead letters live under its data_dir)",
-    )
+    from bridge.deadletter_cli import add_parser as add_dead_letters
+
+    add_dead_letters(sub)
     return parser
 
 
@@ -159,6 +168,9 @@ def _dispatch(args: argparse.Namespace) -> int:
     from bridge.config import load_config
     from bridge.logs import configure_logging
 
+    if args.config is None:  # dead-letters takes -c before or after its action
+        print(f"popbridge {args.command}: -c/--config FILE is required", file=sys.stderr)
+        return EXIT_USAGE
     config = load_config(args.config)
     if args.command == "validate":
         from bridge.lock import check_data_dir
@@ -171,26 +183,13 @@ def _dispatch(args: argparse.Namespace) -> int:
         counts = f"{mailboxes}, {_plural(len(config.webhooks), 'webhook')}"
         print(f"{args.config}: ok ({counts})")
         return EXIT_OK
+    if args.command == "reload":
+        return _signal_reload(config, args.config)
     configure_logging(config.log.level, config.log.format)
     if args.command == "dead-letters":
-        from bridge.deadletter import DeadLetterStore
+        from bridge.deadletter_cli import run_dead_letters
 
-        store = DeadLetterStore(Path(config.data_dir) / "dead-letters")
-        letters = store.list()
-        for letter in letters:
-            print(
-                json.dumps(
-                    {
-                        "mailbox": letter.mailbox,
-                        "uidl": letter.uidl,
-                        "reason": letter.reason,
-                        "path": str(letter.eml_path),
-                    }
-                )
-            )
-        if not letters:
-            print(f"no dead letters in {store.directory}", file=sys.stderr)
-        return EXIT_OK
+        return run_dead_letters(args, config)
     if args.command in ("run", "once"):
         from bridge.lock import DataDirLock
         from bridge.memory import fix_mmap_threshold
@@ -200,11 +199,37 @@ def _dispatch(args: argparse.Namespace) -> int:
         # Before the ledger is opened: a second process on one data_dir would post twice.
         with DataDirLock(config.data_dir):
             if args.command == "run":
-                return asyncio.run(_run(config, args.shard))
+                return asyncio.run(_run(config, args.shard, args.config))
             return asyncio.run(_once(config, args.shard))
     if args.command == "check":
         return asyncio.run(_check(config, args.shard))
     raise AssertionError(args.command)  # argparse only lets known commands through
+
+
+def _signal_reload(config: Config, path: Path) -> int:
+    from bridge.reload import running_pid
+
+    pid = running_pid(config.data_dir)
+    if pid is None:
+        print(
+            f"popbridge: no running popbridge holds data_dir {config.data_dir}; nothing to "
+            "reload (is the service running with this config file?)",
+            file=sys.stderr,
+        )
+        return EXIT_FAILED
+    try:
+        os.kill(pid, signal.SIGHUP)
+    except ProcessLookupError:
+        print(f"popbridge: process {pid} is gone; nothing to reload", file=sys.stderr)
+        return EXIT_FAILED
+    except PermissionError:
+        print(
+            f"popbridge: not allowed to signal process {pid}; run as the service's user",
+            file=sys.stderr,
+        )
+        return EXIT_FAILED
+    print(f"{path}: ok; sent SIGHUP to popbridge (pid {pid}): its log says what changed")
+    return EXIT_OK
 
 
 def _plural(count: int, noun: str) -> str:
@@ -214,13 +239,14 @@ def _plural(count: int, noun: str) -> str:
     return f"{count} {noun}{'es' if noun.endswith('x') else 's'}"
 
 
-def _install_signals(stop: asyncio.Event) -> None:
+def _install_signals(stop: asyncio.Event, *, reload: Callable[[], None] | None = None) -> None:
     """First SIGTERM/SIGINT/SIGHUP: wind down gracefully. Second: exit at once.
 
     Exiting at once loses nothing: deletions only take effect at QUIT, and every
     acknowledgement is already in the ledger, so the next run deletes without reposting.
-    SIGHUP (a closed terminal, or an operator expecting a reload) stops gracefully too,
-    saying so, instead of killing the process between DELE and QUIT.
+    With ``reload`` (``popbridge run``) SIGHUP calls it instead: the config is re-read and
+    the process never stops for it. Without (``once``), SIGHUP stops gracefully, saying so,
+    instead of killing the process between DELE and QUIT.
     """
     loop = asyncio.get_running_loop()
 
@@ -236,14 +262,44 @@ def _install_signals(stop: asyncio.Event) -> None:
 
     for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
         loop.add_signal_handler(signum, handler, signum)
+    if reload is not None:
+        loop.add_signal_handler(signal.SIGHUP, reload)
 
 
-async def _run(config: Config, shard: tuple[int, int] | None) -> int:
+async def _run(config: Config, shard: tuple[int, int] | None, path: Path) -> int:
     from bridge.app import App
+    from bridge.logs import configure_logging
+    from bridge.reload import ReloadMetrics, config_hash, reload_app
 
     stop = asyncio.Event()
-    _install_signals(stop)
+    app: App | None = None
+    reloading: set[asyncio.Task[None]] = set()
+
+    async def reload_once() -> None:
+        assert app is not None
+        if await reload_app(app, path, reload_metrics):
+            configure_logging(app.config.log.level, app.config.log.format)
+
+    def on_sighup() -> None:
+        if app is None or stop.is_set():
+            return
+        # One reload at a time, in signal order: chain on the previous one.
+        previous = list(reloading)
+
+        async def after_previous() -> None:
+            if previous:
+                await asyncio.wait(previous)
+            await reload_once()
+
+        task = asyncio.create_task(after_previous(), name="reload")
+        reloading.add(task)
+        task.add_done_callback(reloading.discard)
+
+    _install_signals(stop, reload=on_sighup)
     app = App(config, shard=shard)
+    reload_metrics = ReloadMetrics(app.metrics.registry)
+    with contextlib.suppress(OSError):
+        reload_metrics.loaded(config_hash(path), app.clock.time())
     try:
         try:
             port = await app.start_http()

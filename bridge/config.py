@@ -11,12 +11,14 @@ Every problem becomes one line ``key.path: what is wrong`` in :attr:`ConfigError
 Secrets are :class:`pydantic.SecretStr`: ``repr``, ``str`` and ``model_dump`` never show
 them, and error messages never contain a value. After validation the effective secret is
 always in the plain field (``password``, ``token``, ``secret``, ``bearer_token``), whether it
-came from the file, the environment or a ``*_file``.
+came from the file, the environment or a ``*_file``. Every loaded config registers its
+secrets with :mod:`bridge.redact`, so every sink scrubs them from then on.
 """
 
 from __future__ import annotations
 
 import difflib
+import ipaddress
 import os
 import re
 import stat
@@ -45,6 +47,8 @@ from pydantic import (
 )
 
 from bridge.errors import ConfigError
+from bridge.redact import basic_forms, sasl_forms, secret_forms
+from bridge.redact import register as register_secrets
 from bridge.webhook.signing import decode_secret
 
 __all__ = [
@@ -57,6 +61,7 @@ __all__ = [
     "HttpConfig",
     "LogConfig",
     "MailboxConfig",
+    "OAuth2Config",
     "SecretFile",
     "TlsMode",
     "WebhookConfig",
@@ -66,6 +71,7 @@ __all__ = [
     "interpolate",
     "load_config",
     "parse_listen",
+    "read_secret_text",
 ]
 
 MIB = 1024 * 1024
@@ -77,6 +83,8 @@ NAME_PATTERN = r"^[A-Za-z0-9_.-]{1,64}$"
 
 _SECRET_FILE_MAX_BYTES = 64 * 1024
 _SECRET_PAIRS = {
+    "client_secret": "client_secret_file",
+    "refresh_token": "refresh_token_file",
     "password": "password_file",
     "secret": "secret_file",
     "token": "token_file",
@@ -152,12 +160,11 @@ class SecretFile:
     value: SecretStr
 
 
-def _read_secret_file(raw: object, info: ValidationInfo) -> SecretFile:
-    if isinstance(raw, SecretFile):
-        return raw
-    if not isinstance(raw, str | Path) or not str(raw).strip():
-        raise ValueError("must be a file path")
-    path = _resolve(Path(raw), info)
+def read_secret_text(path: Path) -> str:
+    """The secret in the file at ``path``: UTF-8, without the final line break, not empty.
+
+    Raises ValueError saying what is wrong with the file, never its content.
+    """
     try:
         # O_NONBLOCK: opening a FIFO (or a device) must not hang validate and run forever.
         fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
@@ -188,7 +195,16 @@ def _read_secret_file(raw: object, info: ValidationInfo) -> SecretFile:
     text = text.rstrip("\r\n")
     if not text:
         raise ValueError(f"{path} is empty")
-    return SecretFile(path=path, value=SecretStr(text))
+    return text
+
+
+def _read_secret_file(raw: object, info: ValidationInfo) -> SecretFile:
+    if isinstance(raw, SecretFile):
+        return raw
+    if not isinstance(raw, str | Path) or not str(raw).strip():
+        raise ValueError("must be a file path")
+    path = _resolve(Path(raw), info)
+    return SecretFile(path=path, value=SecretStr(read_secret_text(path)))
 
 
 SecretFileField = Annotated[
@@ -231,6 +247,16 @@ def parse_listen(listen: str) -> tuple[str, int]:
     return host, port
 
 
+def _is_loopback(host: str) -> bool:
+    """True for ``localhost`` and loopback addresses (127.0.0.0/8, ::1)."""
+    if host.lower() in ("localhost", "localhost.") or host.lower().endswith(".localhost"):
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
 def _check_webhook_secret(value: str) -> str | None:
     """Return why ``value`` is not a usable signing secret, or None. Never echoes it."""
     try:
@@ -270,6 +296,16 @@ class HttpConfig(_Model):
     listen: str = Field(
         default="127.0.0.1:9808",
         description="host:port to listen on ([::1]:9808 for IPv6; port 0 picks a free port)",
+    )
+
+    stall_factor: float = Field(
+        default=3.0,
+        ge=1,
+        description="/readyz: a mailbox without progress for stall_factor x poll_interval "
+        "(at least stall_min_seconds) is stalled",
+    )
+    stall_min_seconds: float = Field(
+        default=120.0, gt=0, description="/readyz: the shortest stall window, seconds"
     )
 
     @field_validator("listen")
@@ -350,6 +386,20 @@ class WebhookConfig(_Model):
     breaker_cooldown: float = Field(
         default=30.0, gt=0, description="seconds the breaker stays open before a trial request"
     )
+    allow_insecure_auth: bool = Field(
+        default=False,
+        description="allow bearer_token, basic_auth or headers over plain http:// to a host "
+        "that is not loopback",
+    )
+    ca_file: ExistingFile | None = Field(
+        default=None, description="PEM CA bundle to trust for this target instead of the system"
+    )
+    cert_file: ExistingFile | None = Field(
+        default=None, description="PEM client certificate for mutual TLS"
+    )
+    key_file: ExistingFile | None = Field(
+        default=None, description="PEM private key of cert_file (if not inside cert_file)"
+    )
 
     @field_validator("url")
     @classmethod
@@ -424,9 +474,58 @@ class WebhookConfig(_Model):
             problems.append((("basic_auth",), "set either bearer_token or basic_auth, not both"))
         if self.backoff_max < self.backoff_initial:
             problems.append((("backoff_max",), "must be at least backoff_initial"))
+        problems += self._transport_problems()
         if problems:
             raise _Problems(problems)
         return self
+
+    def _transport_problems(self) -> list[tuple[Loc, str]]:
+        problems: list[tuple[Loc, str]] = []
+        parts = urlsplit(self.url)
+        credentials = [
+            key
+            for key, present in (
+                ("bearer_token", self.bearer_token is not None),
+                ("basic_auth", self.basic_auth is not None),
+                ("headers", bool(self.headers)),
+            )
+            if present
+        ]
+        if (
+            parts.scheme == "http"
+            and credentials
+            and not self.allow_insecure_auth
+            and not _is_loopback(parts.hostname or "")
+        ):
+            problems.append(
+                (
+                    ("url",),
+                    f"http:// to {parts.hostname} would send {' and '.join(credentials)} and "
+                    "the mail in clear text; use https://, or set allow_insecure_auth: true "
+                    "if the network is trusted",
+                )
+            )
+        if parts.scheme == "http" and (self.ca_file or self.cert_file):
+            problems.append((("url",), "ca_file and cert_file need an https:// URL"))
+        if self.key_file is not None and self.cert_file is None:
+            problems.append((("key_file",), "needs cert_file"))
+        return problems
+
+    def secret_values(self) -> set[str]:
+        """Every secret of this target in every form it is sent (see bridge.redact)."""
+        forms: set[str] = set()
+        for secret in self.signing_secrets():
+            raw = secret.get_secret_value()
+            forms |= secret_forms(raw) | secret_forms(raw.removeprefix("whsec_"))
+        if self.bearer_token is not None:
+            forms |= secret_forms(self.bearer_token.get_secret_value())
+        if self.basic_auth is not None and self.basic_auth.password is not None:
+            forms |= basic_forms(
+                self.basic_auth.username, self.basic_auth.password.get_secret_value()
+            )
+        for value in self.headers.values():
+            forms |= secret_forms(value.get_secret_value())
+        return forms
 
     def signing_secrets(self) -> list[SecretStr]:
         """Every signing secret, the primary one first, without duplicates."""
@@ -438,6 +537,83 @@ class WebhookConfig(_Model):
                 seen.add(raw)
                 out.append(item)
         return out
+
+
+class OAuth2Config(_Model):
+    """An OAuth 2 client that fetches (and refreshes) the access token for XOAUTH2."""
+
+    token_url: str = Field(description="the provider's token endpoint (https)")
+    client_id: str = Field(min_length=1)
+    client_secret: SecretStr | None = None
+    client_secret_file: SecretFileField | None = None
+    scope: str | list[str] | None = Field(
+        default=None,
+        description="scopes to ask for (Microsoft 365 app-only: "
+        "https://outlook.office365.com/.default)",
+    )
+    grant: Literal["client_credentials", "refresh_token"] | None = Field(
+        default=None,
+        description="client_credentials (Microsoft 365 app-only) or refresh_token (Gmail, "
+        "delegated access); default: refresh_token when one is configured",
+    )
+    refresh_token: SecretStr | None = None
+    refresh_token_file: SecretFileField | None = None
+    timeout: float = Field(default=30.0, gt=0, le=300, description="seconds per token request")
+    refresh_before: float = Field(
+        default=300.0,
+        ge=0,
+        description="refresh this many seconds before the token expires (at most a quarter "
+        "of its lifetime)",
+    )
+
+    @field_validator("token_url")
+    @classmethod
+    def _valid_token_url(cls, value: str) -> str:
+        parts = urlsplit(value)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise ValueError("must be an https:// URL")
+        if parts.scheme == "http" and not _is_loopback(parts.hostname):
+            raise ValueError(
+                "must be https://: the client secret and tokens would cross the network in "
+                "clear text (http:// is only accepted for a loopback host)"
+            )
+        if parts.username is not None or parts.password is not None:
+            raise ValueError("must not contain credentials; use client_id and client_secret")
+        return value
+
+    @model_validator(mode="after")
+    def _grant(self) -> Self:
+        problems = self._adopt_file_secret("client_secret", "client_secret_file")
+        problems += self._adopt_file_secret("refresh_token", "refresh_token_file")
+        if problems:
+            raise _Problems(problems)
+        if self.grant is None:
+            grant = "refresh_token" if self.refresh_token is not None else "client_credentials"
+            object.__setattr__(self, "grant", grant)
+        if self.grant == "refresh_token" and self.refresh_token is None:
+            why = "grant refresh_token needs refresh_token or refresh_token_file"
+            problems.append((("refresh_token",), why))
+        if self.grant == "client_credentials" and self.client_secret is None:
+            why = "grant client_credentials needs client_secret or client_secret_file"
+            problems.append((("client_secret",), why))
+        if problems:
+            raise _Problems(problems)
+        return self
+
+    @property
+    def scopes(self) -> str | None:
+        """The scope parameter: space-separated."""
+        if self.scope is None:
+            return None
+        return self.scope if isinstance(self.scope, str) else " ".join(self.scope)
+
+    def secret_values(self) -> set[str]:
+        """The client secret and refresh token in every form (see bridge.redact)."""
+        forms: set[str] = set()
+        for value in (self.client_secret, self.refresh_token):
+            if value is not None:
+                forms |= secret_forms(value.get_secret_value())
+        return forms
 
 
 class MailboxConfig(_Model):
@@ -468,6 +644,11 @@ class MailboxConfig(_Model):
         default=None, description="OAuth 2 access token for xoauth2 / oauthbearer"
     )
     token_file: SecretFileField | None = None
+    oauth2: OAuth2Config | str | None = Field(
+        default=None,
+        description="fetch and refresh the XOAUTH2 token: an OAuth 2 client, or the name of "
+        "one under the top-level oauth2",
+    )
     auth: AuthMethod = Field(
         default="auto",
         description="auto picks the strongest the server offers for the credentials given",
@@ -549,17 +730,24 @@ class MailboxConfig(_Model):
         problems += self._adopt_file_secret("token", "token_file")
         if problems:
             raise _Problems(problems)
-        if self.auth in _PASSWORD_AUTH and self.password is None:
+        if self.oauth2 is not None:
+            if self.token is not None or self.password is not None:
+                problems.append(
+                    (("oauth2",), "oauth2 fetches the token itself: remove password and token")
+                )
+            if self.auth in _PASSWORD_AUTH:
+                problems.append((("auth",), "oauth2 needs auth: xoauth2, oauthbearer or auto"))
+        elif self.auth in _PASSWORD_AUTH and self.password is None:
             problems.append((("password",), f"auth: {self.auth} needs password or password_file"))
         elif self.auth in _TOKEN_AUTH and self.token is None:
-            problems.append((("token",), f"auth: {self.auth} needs token or token_file"))
+            problems.append((("token",), f"auth: {self.auth} needs token, token_file or oauth2"))
         elif self.auth == "auto" and self.password is None and self.token is None:
             problems.append(
                 (("password",), "set password_file (or password), or token_file for OAuth")
             )
         if (
             self.tls == "none"
-            and (self.password is not None or self.token is not None)
+            and (self.password is not None or self.token is not None or self.oauth2 is not None)
             and not self.allow_insecure_auth
         ):
             problems.append(
@@ -575,6 +763,17 @@ class MailboxConfig(_Model):
         if problems:
             raise _Problems(problems)
         return self
+
+    def secret_values(self) -> set[str]:
+        """The password and token in every form sent over POP3 (see bridge.redact)."""
+        forms = sasl_forms(
+            self.username,
+            self.password.get_secret_value() if self.password is not None else None,
+            self.token.get_secret_value() if self.token is not None else None,
+        )
+        if isinstance(self.oauth2, OAuth2Config):
+            forms |= self.oauth2.secret_values()
+        return forms
 
 
 class Config(_Model):
@@ -592,6 +791,9 @@ class Config(_Model):
         default=25.0, gt=0, description="seconds in-flight work may take after SIGTERM"
     )
     webhooks: dict[str, WebhookConfig] = Field(min_length=1, description="targets by name")
+    oauth2: dict[str, OAuth2Config] = Field(
+        default_factory=dict, description="OAuth 2 clients by name, shared by mailboxes"
+    )
     mailboxes: list[MailboxConfig] = Field(min_length=1)
 
     @model_validator(mode="after")
@@ -617,6 +819,13 @@ class Config(_Model):
                 )
             else:
                 seen[mailbox.name] = index
+            if isinstance(mailbox.oauth2, str) and mailbox.oauth2 not in self.oauth2:
+                problems.append(
+                    (
+                        ("mailboxes", index, "oauth2"),
+                        _unknown_name("oauth2 client", mailbox.oauth2, self.oauth2),
+                    )
+                )
             for position, target in enumerate(mailbox.webhooks):
                 if target not in self.webhooks:
                     problems.append(
@@ -649,6 +858,25 @@ class Config(_Model):
             Path(base_dir) if base_dir is not None else Path.cwd(),
             source,
         )
+
+    def secret_values(self) -> set[str]:
+        """Every configured secret in every form it is sent, for :func:`bridge.redact.register`."""
+        forms: set[str] = set()
+        for webhook in self.webhooks.values():
+            forms |= webhook.secret_values()
+        for mailbox in self.mailboxes:
+            forms |= mailbox.secret_values()
+        for client in self.oauth2.values():
+            forms |= client.secret_values()
+        return forms
+
+    def oauth2_for(self, mailbox: MailboxConfig) -> tuple[str, OAuth2Config] | None:
+        """The OAuth 2 client of ``mailbox`` and the name its token is cached under."""
+        if mailbox.oauth2 is None:
+            return None
+        if isinstance(mailbox.oauth2, str):
+            return mailbox.oauth2, self.oauth2[mailbox.oauth2]
+        return f"mailbox-{mailbox.name}", mailbox.oauth2
 
     def mailbox(self, name: str) -> MailboxConfig:
         """The mailbox called ``name``; KeyError if there is none."""
@@ -930,9 +1158,13 @@ def _build(raw: dict[str, Any], env: Mapping[str, str], base_dir: Path, source: 
     if override_problems:
         _fail(source, override_problems)
     try:
-        return Config.model_validate(interpolated, context={"base_dir": base_dir})
+        config = Config.model_validate(interpolated, context={"base_dir": base_dir})
     except ValidationError as exc:
         problems = list(_describe(exc, origins))
+    else:
+        # From now on every sink (log, ledger, dead letters, CLI) scrubs these secrets.
+        register_secrets(config.secret_values())
+        return config
     # Raised outside the except block so the ValidationError is not chained as context.
     _fail(source, problems)
 

@@ -2,8 +2,12 @@
 
 Layout under the store's directory::
 
-    <mailbox>/<key>.eml     the raw message, byte for byte
-    <mailbox>/<key>.json    why it was spooled, and when
+    <mailbox>/<key>.eml            the raw message, byte for byte
+    <mailbox>/<key>.payload.json   the JSON payload as it was POSTed (when known)
+    <mailbox>/<key>.json           why it was spooled, and when
+    replays.json                   how many replays succeeded and failed, per mailbox
+
+``<key>`` (32 hex digits) is the dead letter's id, shown by ``popbridge dead-letters``.
 
 ``<key>`` is derived from (mailbox, UIDL), so writing the same message again (a
 crash between spooling and QUIT) replaces its files instead of adding a copy.
@@ -14,6 +18,7 @@ survive a crash or power loss, and only then may the caller send DELE.
 
 from __future__ import annotations
 
+import builtins
 import contextlib
 import hashlib
 import json
@@ -25,10 +30,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from bridge.redact import scrub
+
 __all__ = ["DeadLetter", "DeadLetterStore"]
 
 _SAFE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
 _FORMAT = 1
+_REPLAYS = "replays.json"
 
 
 @dataclass(frozen=True, slots=True)
@@ -51,12 +59,41 @@ class DeadLetter:
 
     @property
     def reason(self) -> str:
-        """Why it was spooled."""
+        """Why it was spooled (or why its last replay failed)."""
         return str(self.meta["reason"])
+
+    @property
+    def id(self) -> str:
+        """The dead letter's id: the file name without its extension."""
+        return self.json_path.stem
+
+    @property
+    def payload_path(self) -> Path:
+        """Where the POSTed payload is kept (it may not exist for older dead letters)."""
+        return self.json_path.with_suffix(".payload.json")
+
+    @property
+    def webhook_id(self) -> str | None:
+        """The ``webhook-id`` it was posted with, when recorded."""
+        value = self.meta.get("webhook_id")
+        return str(value) if value else None
+
+    @property
+    def targets(self) -> list[str]:
+        """The targets that refused it (the ones a replay posts to), when recorded."""
+        value = self.meta.get("targets")
+        return [str(t) for t in value] if isinstance(value, list) else []
 
     def read(self) -> bytes:
         """The raw message bytes."""
         return self.eml_path.read_bytes()
+
+    def payload(self) -> bytes | None:
+        """The stored JSON payload, or None when only the raw message was kept."""
+        try:
+            return self.payload_path.read_bytes()
+        except FileNotFoundError:
+            return None
 
 
 class DeadLetterStore:
@@ -76,11 +113,13 @@ class DeadLetterStore:
         webhook_id: str | None = None,
         extra: Mapping[str, Any] | None = None,
         now: float | None = None,
+        payload: bytes | None = None,
     ) -> Path:
         """Spool ``raw`` with ``reason`` durably and return the ``.eml`` path.
 
-        The ``.eml`` lands first, then the ``.json``, so a listed ``.json`` always has
-        its message. ``extra`` adds JSON-serialisable fields to the metadata.
+        The ``.eml`` (and the ``payload`` as POSTed, if given) land first, then the
+        ``.json``, so a listed ``.json`` always has its message. ``extra`` adds
+        JSON-serialisable fields to the metadata (``targets``: the targets that refused it).
         Raises :class:`OSError` if the disk refuses; then nothing may be deleted.
         """
         folder = self.directory / _folder_name(mailbox)
@@ -90,18 +129,20 @@ class DeadLetterStore:
             "format": _FORMAT,
             "mailbox": mailbox,
             "uidl": uidl,
-            "reason": reason,
+            "reason": scrub(reason),
             "webhook_id": webhook_id,
             "size": len(raw),
             "sha256": hashlib.sha256(raw).hexdigest(),
             "spooled_at": stamp,
             "spooled_at_iso": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(stamp)),
-            **(extra or {}),
+            **{k: scrub(v) if isinstance(v, str) else v for k, v in (extra or {}).items()},
         }
         encoded = json.dumps(meta, ensure_ascii=False, indent=2).encode() + b"\n"
         _make_dirs(folder)
         eml = folder / f"{key}.eml"
         _write_durably(eml, raw)
+        if payload is not None:
+            _write_durably(folder / f"{key}.payload.json", payload)
         _write_durably(folder / f"{key}.json", encoded)
         _fsync_dir(folder)
         return eml
@@ -119,10 +160,59 @@ class DeadLetterStore:
             return None
         return _load(json_path)
 
+    def find(self, prefix: str) -> builtins.list[DeadLetter]:
+        """The dead letters whose id starts with ``prefix`` (at least 4 hex digits)."""
+        prefix = prefix.strip().lower()
+        if len(prefix) < 4 or not all(c in "0123456789abcdef" for c in prefix):
+            return []
+        return [letter for letter in self._scan() if letter.id.startswith(prefix)]
+
+    def update(self, letter: DeadLetter, **fields: Any) -> DeadLetter:
+        """Rewrite the metadata of ``letter`` durably with ``fields`` changed."""
+        meta = {**letter.meta, **fields}
+        if isinstance(meta.get("reason"), str):
+            meta["reason"] = scrub(meta["reason"])
+        encoded = json.dumps(meta, ensure_ascii=False, indent=2).encode() + b"\n"
+        _write_durably(letter.json_path, encoded)
+        _fsync_dir(letter.json_path.parent)
+        return DeadLetter(eml_path=letter.eml_path, json_path=letter.json_path, meta=meta)
+
+    def remove(self, letter: DeadLetter) -> None:
+        """Delete ``letter``'s files durably: the ``.json`` first, so it is never listed
+        without its message."""
+        for path in (letter.json_path, letter.payload_path, letter.eml_path):
+            with contextlib.suppress(FileNotFoundError):
+                path.unlink()
+        _fsync_dir(letter.json_path.parent)
+
+    def replay_counts(self) -> dict[str, dict[str, int]]:
+        """Replays so far, ``{mailbox: {"ok": n, "failed": m}}`` (empty when none)."""
+        try:
+            data = json.loads((self.directory / _REPLAYS).read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            return {}
+        if not isinstance(data, dict):
+            return {}
+        return {
+            str(mailbox): {k: int(v) for k, v in counts.items() if k in ("ok", "failed")}
+            for mailbox, counts in data.items()
+            if isinstance(counts, dict)
+        }
+
+    def count_replays(self, mailbox: str, outcome: str, count: int = 1) -> None:
+        """Add ``count`` replays with ``outcome`` (ok or failed) to the persisted totals."""
+        counts = self.replay_counts()
+        per = counts.setdefault(mailbox, {"ok": 0, "failed": 0})
+        per[outcome] = per.get(outcome, 0) + count
+        _make_dirs(self.directory)
+        _write_durably(self.directory / _REPLAYS, json.dumps(counts, indent=2).encode())
+
     def _scan(self) -> Iterator[DeadLetter]:
         if not self.directory.is_dir():
             return
         for json_path in self.directory.glob("*/*.json"):
+            if json_path.name.endswith(".payload.json"):
+                continue
             with contextlib.suppress(OSError, ValueError, KeyError):
                 yield _load(json_path)
 

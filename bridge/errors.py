@@ -23,8 +23,11 @@ The tree::
     │   ├── WebhookTransientError       worth retrying: 408/425/429/5xx, timeouts, connection errors
     │   └── WebhookRejectedError        the receiver refused it: other 4xx, 3xx
     ├── LedgerError                     the durable ledger could not be read or written
-    └── DataDirError                    data_dir cannot be used (exit code 2)
-        └── DataDirLockedError          another live process holds data_dir (exit code 5)
+    ├── DataDirError                    data_dir cannot be used (exit code 2)
+    │   └── DataDirLockedError          another live process holds data_dir (exit code 5)
+    └── OAuth2Error                     an OAuth 2 token could not be had (.client)
+        ├── OAuth2RefusedError          the provider refused the grant or client: fix config
+        └── OAuth2UnavailableError      the token endpoint failed for now (5xx, timeout)
 
 Whether a failure is worth retrying is part of its type: :attr:`BridgeError.transient`.
 Messages never contain a password, token, digest or SASL payload.
@@ -217,3 +220,25 @@ class DataDirLockedError(DataDirError):
     def __init__(self, message: str, *, data_dir: str, pid: int | None) -> None:
         super().__init__(message, data_dir=data_dir)
         self.pid = pid
+
+
+# --------------------------------------------------------------------------- OAuth 2
+
+
+class OAuth2Error(BridgeError):
+    """An access token could not be obtained; ``client`` names the OAuth 2 client."""
+
+    def __init__(self, message: str, *, client: str) -> None:
+        super().__init__(message)
+        self.client = client
+
+
+class OAuth2RefusedError(OAuth2Error):
+    """The provider refused (``invalid_grant``: a revoked or expired refresh token,
+    ``invalid_client``: a wrong secret). Retrying will not help until the config changes."""
+
+
+class OAuth2UnavailableError(OAuth2Error):
+    """The token endpoint failed for now: 5xx, 429, a timeout or a connection error."""
+
+    transient = True

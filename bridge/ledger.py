@@ -49,6 +49,7 @@ from types import TracebackType
 from typing import Any, TypeVar
 
 from bridge.errors import LedgerError
+from bridge.redact import scrub
 
 __all__ = [
     "DEFAULT_FILENAME",
@@ -799,6 +800,7 @@ def _row(values: tuple[Any, ...]) -> Row:
 
 
 def _clip(text: str) -> str:
+    text = scrub(text)  # last_error is shown by the CLI and in logs: no secret goes in
     return text if len(text) <= _ERROR_CHARS else text[:_ERROR_CHARS] + "..."
 
 

@@ -3,8 +3,9 @@
 Call :func:`configure_logging` once at start-up, then log through :func:`get_logger`.
 Records from the standard library (aiohttp, asyncio) go through the same processors, so
 every line on the stream has one format. A redaction processor blanks any value whose key
-looks like a credential and any Standard Webhooks secret or ``Bearer`` token
-inside a string: the code never logs secrets on purpose, this is defence in depth.
+looks like a credential, every configured secret in every form it is sent
+(:mod:`bridge.redact`), and any Standard Webhooks secret or ``Bearer`` token inside a string:
+the code never logs secrets on purpose, this is defence in depth.
 """
 
 from __future__ import annotations
@@ -17,6 +18,8 @@ from typing import Any, Literal, TextIO, TypeAlias, cast
 
 import structlog
 from structlog.typing import EventDict, FilteringBoundLogger, Processor, WrappedLogger
+
+from bridge.redact import scrub
 
 __all__ = ["REDACTED", "LogFormat", "configure_logging", "get_logger", "redact_secrets"]
 
@@ -63,8 +66,8 @@ def _scrub(value: Any, depth: int = 0) -> Any:
         return value
     if isinstance(value, str):
         if "whsec_" in value or "Bearer" in value:
-            return _SECRET_IN_TEXT.sub(_replace_in_text, value)
-        return value
+            value = _SECRET_IN_TEXT.sub(_replace_in_text, value)
+        return scrub(value)
     if isinstance(value, dict):
         return {
             k: (REDACTED if _is_secret_key(k) else _scrub(v, depth + 1)) for k, v in value.items()

@@ -117,6 +117,7 @@ class Metrics:
         self._clock = clock
         self._oldest: dict[str, float | None] = {}
         self._children: dict[tuple[int, tuple[str, ...]], Any] = {}
+        self._progress_listeners: list[Callable[[str], None]] = []
         r = self.registry
         mb, mbt = ["mailbox"], ["mailbox", "target"]
 
@@ -342,14 +343,25 @@ class Metrics:
         """``count`` messages were retrieved from ``mailbox``."""
         self._child(self.messages_fetched, mailbox).inc(count)
 
+    def on_progress(self, listener: Callable[[str], None]) -> None:
+        """Call ``listener(mailbox)`` whenever a message is delivered or deletions commit."""
+        self._progress_listeners.append(listener)
+
+    def _progressed(self, mailbox: str) -> None:
+        for listener in self._progress_listeners:
+            listener(mailbox)
+
     def message_delivered(self, mailbox: str, target: str) -> None:
         """``target`` acknowledged a message from ``mailbox`` with a 2xx."""
         self._child(self.messages_delivered, mailbox, target).inc()
+        if self._progress_listeners:
+            self._progressed(mailbox)
 
     def messages_deleted_committed(self, mailbox: str, count: int) -> None:
         """QUIT answered +OK, committing ``count`` deletions."""
         if count:
             self.messages_deleted.labels(mailbox).inc(count)
+            self._progressed(mailbox)
 
     def message_rejected(self, mailbox: str, target: str) -> None:
         """``target`` refused a message (other 4xx, 3xx).

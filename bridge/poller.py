@@ -207,6 +207,8 @@ class _Fetched:
     reason: str = ""
     content: Content | None = None
     """``(size, sha256)`` of what is posted: the proof a later reconcile DELE needs."""
+    body: bytes | None = None
+    """The JSON as POSTed, kept only while it may become a dead letter (for replay)."""
 
 
 @dataclass
@@ -817,6 +819,8 @@ class _Session:
         ]
         # One target (the common case) needs no extra task; several are posted concurrently.
         outcomes = [await posts[0]] if len(posts) == 1 else list(await asyncio.gather(*posts))
+        if data.raw is not None:  # dead_letter policy: keep what was posted, for replay
+            data.body = body
         del body
         outcome = await self._record(batch, msg, outcomes, data)
         self.log.info(
@@ -923,6 +927,8 @@ class _Session:
                 data.raw,
                 why,
                 webhook_id=msg.webhook_id,
+                payload=data.body,
+                extra={"targets": sorted(refused)},
             )
             ledger.mark_dead_lettered(mailbox, msg.uid, why, now, content=data.content)
             self.p.metrics.message_dead_lettered(mailbox)

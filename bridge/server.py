@@ -4,9 +4,12 @@
   in a worker thread so a large registry does not stall the event loop.
 - ``/healthz``: 200 when the event loop runs; the handler runs on that loop, so a blocked
   loop makes the probe time out.
-- ``/readyz``: 200 when the config is loaded and every mailbox completed a poll within
-  ``stall_factor`` (3) poll intervals; else 503 with a JSON body naming each stalled
-  mailbox and why. The app reports progress into a :class:`HealthState`.
+- ``/readyz``: about the process. 200 when the config is loaded, the app is not shutting
+  down and no mailbox has stalled (no progress within its window, see
+  :mod:`bridge.health`); else 503 with a JSON body naming each stalled mailbox and why.
+  Mailboxes whose sessions fail (a wrong password) are listed under ``failing`` without
+  making it 503. ``/readyz?mailbox=NAME`` is the verdict for one mailbox: 503 when it is
+  failing or stalled, 404 for a name this replica does not poll.
 """
 
 from __future__ import annotations
@@ -82,8 +85,28 @@ class HttpServer:
     async def _healthz(self, _request: web.Request) -> web.Response:
         return web.json_response({"status": "ok"})
 
-    async def _readyz(self, _request: web.Request) -> web.Response:
+    async def _readyz(self, request: web.Request) -> web.Response:
+        name = request.query.get("mailbox")
+        if name is not None:
+            return self._mailbox_readyz(name)
         verdict = self.health.readiness()
-        if verdict.ready:
-            return web.json_response({"status": "ready"})
-        return web.json_response({"status": "not ready", "stalled": verdict.reasons}, status=503)
+        body: dict[str, object] = {"status": "ready" if verdict.ready else "not ready"}
+        if not verdict.ready:
+            body["stalled"] = verdict.reasons
+        if verdict.failing:
+            body["failing"] = verdict.failing
+        return web.json_response(body, status=200 if verdict.ready else 503)
+
+    def _mailbox_readyz(self, name: str) -> web.Response:
+        try:
+            problem = self.health.mailbox_problem(name)
+        except KeyError:
+            return web.json_response(
+                {"status": "unknown", "mailbox": name, "mailboxes": self.health.mailbox_names()},
+                status=404,
+            )
+        if problem is None:
+            return web.json_response({"status": "ready", "mailbox": name})
+        return web.json_response(
+            {"status": "not ready", "mailbox": name, "reason": problem}, status=503
+        )

@@ -22,6 +22,7 @@ from aiohttp.helpers import get_env_proxy_for_url
 from yarl import URL
 
 from bridge import __version__
+from bridge.redact import scrub, scrub_values
 from bridge.webhook.breaker import BreakerState, CircuitBreaker
 from bridge.webhook.outcome import DeliveryKind, DeliveryOutcome
 from bridge.webhook.policy import (
@@ -313,11 +314,13 @@ class WebhookClient:
                 allow_redirects=False,
                 proxy=proxy,
                 proxy_auth=proxy_auth,
+                ssl=target.ssl_context if target.ssl_context is not None else True,
             ) as response:
                 snippet = await response.content.read(_ERROR_BODY_BYTES)
+                cut = not response.content.at_eof()
                 result = _Attempt(
                     status=response.status,
-                    detail=_describe_status(response.status, snippet, target),
+                    detail=_describe_status(response.status, snippet, target, cut=cut),
                     retry_after=response.headers.get("Retry-After"),
                 )
         except TimeoutError:
@@ -380,11 +383,17 @@ async def _slices(data: bytes, size: int = 1 << 18) -> AsyncIterator[memoryview]
         yield view[start : start + size]
 
 
-def _describe_status(status: int, snippet: bytes, target: WebhookTarget) -> str:
-    """``"HTTP 503: <start of the body>"`` with any secret of the target scrubbed."""
-    text = " ".join(snippet.decode("utf-8", "replace").split())
-    for secret in target.sensitive_values():
-        text = text.replace(secret, "[redacted]")
+def _describe_status(
+    status: int, snippet: bytes, target: WebhookTarget, *, cut: bool = False
+) -> str:
+    """``"HTTP 503: <start of the body>"`` with every secret of the target scrubbed.
+
+    Scrubbed before whitespace is folded (a header value may hold spaces) and, when the
+    body was longer than the part read (``cut``), also a tail that is the start of a secret.
+    """
+    text = snippet.decode("utf-8", "replace")
+    text = scrub(scrub_values(text, target.sensitive_values(), cut=cut), cut=cut)
+    text = " ".join(text.split())
     if len(text) > _ERROR_TEXT_CHARS:
         text = text[:_ERROR_TEXT_CHARS] + "..."
     return f"HTTP {status}: {text}" if text else f"HTTP {status}"

@@ -7,11 +7,13 @@ shows a secret, token or password.
 
 from __future__ import annotations
 
+import ssl
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
 from urllib.parse import urlsplit
 
+from bridge.redact import basic_forms, secret_forms
 from bridge.webhook.signing import SECRET_PREFIX, decode_secret
 
 __all__ = ["RESERVED_HEADERS", "BasicAuth", "WebhookTarget"]
@@ -73,6 +75,9 @@ class WebhookTarget:
     breaker_threshold: int = 5
     breaker_cooldown: float = 30.0
     breaker_cooldown_max: float = 600.0
+    ssl_context: ssl.SSLContext | None = field(default=None, repr=False, compare=False)
+    """TLS settings for this target only (private CA, client certificate); None: the
+    client's default (the system trust store)."""
 
     def __post_init__(self) -> None:
         """Validate every field; errors name the target and field, never a secret."""
@@ -121,11 +126,19 @@ class WebhookTarget:
             raise ValueError(f"{where}: breaker_threshold must be at least 1")
 
     def sensitive_values(self) -> tuple[str, ...]:
-        """Every secret string of this target, for scrubbing texts before they are shown."""
-        values = list(self.secrets)
-        values.extend(s[len(SECRET_PREFIX) :] for s in self.secrets)
+        """Every secret of this target in every form it is sent, for scrubbing texts.
+
+        Signing secrets (with and without ``whsec_``), the bearer token, the basic-auth
+        password and ``base64(user:password)``, and every static header value (documented
+        as secrets: they often carry API keys), each also JSON-escaped.
+        """
+        forms: set[str] = set()
+        for secret in self.secrets:
+            forms |= secret_forms(secret) | secret_forms(secret[len(SECRET_PREFIX) :])
         if self.bearer_token:
-            values.append(self.bearer_token)
+            forms |= secret_forms(self.bearer_token)
         if self.basic_auth is not None and self.basic_auth.password:
-            values.append(self.basic_auth.password)
-        return tuple(v for v in values if v)
+            forms |= basic_forms(self.basic_auth.user, self.basic_auth.password)
+        for value in self.headers.values():
+            forms |= secret_forms(value)
+        return tuple(sorted(forms, key=len, reverse=True))

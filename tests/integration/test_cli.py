@@ -195,10 +195,13 @@ async def test_run_serves_metrics_with_the_right_names_and_values(
         assert await _stop(proc) == 0
 
 
-async def test_readyz_names_a_stalled_mailbox(
+async def test_readyz_reports_a_failing_mailbox_without_making_the_process_unready(
     dovecot: Dovecot, pop3_user: Pop3User, receiver: WebhookReceiver, tmp_path: Path
 ) -> None:
-    """A mailbox that cannot complete a poll makes /readyz answer 503 and name it."""
+    """A mailbox that cannot connect is listed under failing; /readyz stays 200 (issue 16).
+
+    Its own verdict, ``/readyz?mailbox=broken``, is 503 and says why.
+    """
     config = config_dict(dovecot, pop3_user, receiver.url, tmp_path / "data")
     broken = dict(config["mailboxes"][0], name="broken", port=free_port())  # nobody listens
     config["mailboxes"].append(broken)
@@ -206,14 +209,17 @@ async def test_readyz_names_a_stalled_mailbox(
     try:
         for _ in range(100):
             status, body = await _scrape(base + "/readyz")
-            stalled = json.loads(body).get("stalled", {})
-            if "inbox" not in stalled and "connect_error" in stalled.get("broken", ""):
+            failing = json.loads(body).get("failing", {})
+            if "connect_error" in failing.get("broken", ""):
                 break
             await asyncio.sleep(0.1)
+        assert status == 200, body
+        assert "inbox" not in failing
+        assert "connect_error" in failing["broken"]
+        status, body = await _scrape(base + "/readyz?mailbox=broken")
         assert status == 503
-        assert "broken" in stalled
-        assert "inbox" not in stalled
-        assert "connect_error" in stalled["broken"]
+        assert "connect_error" in json.loads(body)["reason"]
+        assert (await _scrape(base + "/readyz?mailbox=inbox"))[0] == 200
         assert (await _scrape(base + "/healthz"))[0] == 200
     finally:
         assert await _stop(proc) == 0

@@ -369,8 +369,12 @@ def test_plain_text_credentials_need_explicit_opt_in() -> None:
 @pytest.mark.parametrize(
     ("auth", "remove", "expected"),
     [
-        ("xoauth2", None, "mailboxes[0].token: auth: xoauth2 needs token or token_file"),
-        ("oauthbearer", None, "mailboxes[0].token: auth: oauthbearer needs token or token_file"),
+        ("xoauth2", None, "mailboxes[0].token: auth: xoauth2 needs token, token_file or oauth2"),
+        (
+            "oauthbearer",
+            None,
+            "mailboxes[0].token: auth: oauthbearer needs token, token_file or oauth2",
+        ),
         ("apop", "password", "mailboxes[0].password: auth: apop needs password or password_file"),
     ],
 )
@@ -634,7 +638,7 @@ def test_config_schema_describes_every_key_and_marks_secrets() -> None:
     assert schema["$schema"].startswith("https://json-schema.org/")
     assert set(schema["properties"]) == {
         "data_dir", "http", "log", "max_concurrent_sessions", "shutdown_grace",
-        "webhooks", "mailboxes",
+        "webhooks", "oauth2", "mailboxes",
     }  # fmt: skip
     mailbox = schema["$defs"]["MailboxConfig"]["properties"]
     for key in ("name", "host", "port", "tls", "ca_file", "username", "password_file", "auth",

@@ -13,6 +13,7 @@ from bridge.config import (
     HttpConfig,
     LogConfig,
     MailboxConfig,
+    OAuth2Config,
     WebhookConfig,
     load_config,
 )
@@ -53,10 +54,11 @@ def test_example_config_needs_its_secrets() -> None:
 
 
 @pytest.mark.parametrize(
-    "model", [Config, HttpConfig, LogConfig, WebhookConfig, BasicAuthConfig, MailboxConfig]
+    "model",
+    [Config, HttpConfig, LogConfig, WebhookConfig, BasicAuthConfig, MailboxConfig, OAuth2Config],
 )
 def test_every_key_is_documented(model: type[Config]) -> None:
     """docs/config.md has a table row for every config key (`key` in the first column)."""
-    documented = set(re.findall(r"^\| `([a-z_]+)`", DOC.read_text(encoding="utf-8"), re.M))
+    documented = set(re.findall(r"^\| `([a-z0-9_]+)`", DOC.read_text(encoding="utf-8"), re.M))
     missing = set(model.model_fields) - documented
     assert not missing, f"keys missing from docs/config.md: {sorted(missing)}"

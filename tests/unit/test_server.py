@@ -111,52 +111,137 @@ async def test_healthz_fails_while_the_loop_is_blocked(server: HttpServer) -> No
     assert await get_json(server, "/healthz") == (200, {"status": "ok"})
 
 
-async def test_readyz_fails_until_config_is_loaded_and_every_mailbox_polled(
+@pytest.fixture
+def fast_health(clock: Clock) -> HealthState:
+    """Short stall windows: 3 x poll_interval, at least 5 s."""
+    return HealthState({"support": 60.0, "sales": 1.0}, clock=clock, stall_min_seconds=5.0)
+
+
+@pytest.fixture
+async def fast_server(fast_health: HealthState) -> AsyncIterator[HttpServer]:
+    http = HttpServer("127.0.0.1:0", Metrics(), fast_health)
+    await http.start()
+    try:
+        yield http
+    finally:
+        await http.stop()
+
+
+async def test_readyz_waits_for_config_but_not_for_a_first_poll(
     server: HttpServer, health: HealthState
 ) -> None:
-    """Not ready before config load and before each mailbox's first completed poll."""
+    """Not ready before config load; ready at once after it, before any poll completed."""
     status, body = await get_json(server, "/readyz")
     assert status == 503
-    assert body == {
-        "status": "not ready",
-        "stalled": {
-            "config": "configuration not loaded yet",
-            "sales": "no poll completed yet (started 0s ago)",
-            "support": "no poll completed yet (started 0s ago)",
-        },
-    }
+    assert body == {"status": "not ready", "stalled": {"config": "configuration not loaded yet"}}
     health.set_config_loaded()
-    health.mailbox_polled("support")
-    status, body = await get_json(server, "/readyz")
-    assert status == 503
-    assert body == {"status": "not ready",
-                    "stalled": {"sales": "no poll completed yet (started 0s ago)"}}  # fmt: skip
-    health.mailbox_polled("sales")
     assert await get_json(server, "/readyz") == (200, {"status": "ready"})
 
 
-async def test_readyz_names_a_stalled_mailbox_and_why(
-    server: HttpServer, health: HealthState, clock: Clock
+async def test_a_long_first_drain_keeps_readiness_while_messages_are_delivered(
+    fast_server: HttpServer, fast_health: HealthState, clock: Clock
 ) -> None:
-    """A mailbox without a completed poll for over 3 intervals fails readiness, with reason."""
-    health.set_config_loaded()
-    health.mailbox_polled("support")
-    health.mailbox_polled("sales")
-    clock.now += 30.0  # sales: exactly 3 x 10 s, still fine
-    assert (await get_json(server, "/readyz"))[0] == 200
+    """poll_interval 1: a first session draining for minutes is ready while it delivers.
+
+    The first session never completes here; each delivered message is progress.
+    """
+    fast_health.set_config_loaded()
+    fast_health.mailbox_polled("support")
+    for _ in range(60):  # a minute of draining, a message every second
+        clock.now += 1.0
+        fast_health.mailbox_progress("sales")
+        fast_health.mailbox_polled("support")
+        assert (await get_json(fast_server, "/readyz"))[0] == 200
+
+
+async def test_no_progress_for_the_window_is_a_stall(
+    fast_server: HttpServer, fast_health: HealthState, clock: Clock
+) -> None:
+    """No session completed and nothing delivered for max(3 x interval, minimum): 503."""
+    fast_health.set_config_loaded()
+    fast_health.mailbox_polled("support")
+    fast_health.mailbox_progress("sales")
+    clock.now += 5.0  # sales: exactly the 5 s minimum window, still fine
+    assert (await get_json(fast_server, "/readyz"))[0] == 200
     clock.now += 1.0
-    health.mailbox_failed("sales", "auth_error: [AUTH] login refused")
-    status, body = await get_json(server, "/readyz")
+    status, body = await get_json(fast_server, "/readyz")
     assert status == 503
     assert body == {
         "status": "not ready",
         "stalled": {
-            "sales": "last completed poll 31s ago, more than 3 x poll_interval (30s); "
-            "last error: auth_error: [AUTH] login refused"
+            "sales": "no progress for 6s (no session completed, no message delivered or "
+            "deleted), more than the limit of 5s"
         },
     }
+    fast_health.mailbox_progress("sales")
+    assert (await get_json(fast_server, "/readyz"))[0] == 200
+
+
+async def test_a_mailbox_that_never_progresses_stalls_after_its_first_window(
+    fast_server: HttpServer, fast_health: HealthState, clock: Clock
+) -> None:
+    """A mailbox whose first session hangs is stalled once its first window has passed."""
+    fast_health.set_config_loaded()
+    clock.now += 6.0
+    fast_health.mailbox_polled("support")
+    status, body = await get_json(fast_server, "/readyz")
+    assert status == 503
+    assert body == {
+        "status": "not ready",
+        "stalled": {"sales": "no progress since it started 6s ago (limit 5s)"},
+    }
+
+
+async def test_a_failing_mailbox_is_reported_but_keeps_the_process_ready(
+    server: HttpServer, health: HealthState, clock: Clock
+) -> None:
+    """A wrong password is the mailbox's problem: listed under failing, /readyz stays 200.
+
+    ``/readyz?mailbox=NAME`` gives that mailbox's own verdict (503 while failing).
+    """
+    health.set_config_loaded()
+    health.mailbox_polled("support")
+    health.mailbox_failed("sales", "auth_error: [AUTH] login refused")
+    clock.now += 3600.0  # failing for an hour: still not a stall of the process
+    health.mailbox_polled("support")
+    assert await get_json(server, "/readyz") == (
+        200,
+        {"status": "ready", "failing": {"sales": "auth_error: [AUTH] login refused"}},
+    )
+    assert await get_json(server, "/readyz?mailbox=sales") == (
+        503,
+        {"status": "not ready", "mailbox": "sales",
+         "reason": "failing: auth_error: [AUTH] login refused"},
+    )  # fmt: skip
+    assert await get_json(server, "/readyz?mailbox=support") == (
+        200, {"status": "ready", "mailbox": "support"}
+    )  # fmt: skip
+    status, body = await get_json(server, "/readyz?mailbox=nope")
+    assert status == 404
+    assert body == {"status": "unknown", "mailbox": "nope", "mailboxes": ["sales", "support"]}
     health.mailbox_polled("sales")
-    assert (await get_json(server, "/readyz"))[0] == 200
+    assert await get_json(server, "/readyz?mailbox=sales") == (
+        200, {"status": "ready", "mailbox": "sales"}
+    )  # fmt: skip
+
+
+async def test_delivered_and_deleted_messages_count_as_progress_through_metrics(
+    clock: Clock,
+) -> None:
+    """The app wires Metrics progress into HealthState: a delivery or a commit is progress."""
+    health = HealthState({"sales": 1.0}, clock=clock, stall_min_seconds=5.0)
+    metrics = Metrics()
+    metrics.on_progress(health.mailbox_progress)
+    health.set_config_loaded()
+    clock.now += 4.0
+    metrics.message_delivered("sales", "main")
+    clock.now += 4.0
+    assert health.readiness().ready
+    metrics.messages_deleted_committed("sales", 0)  # nothing committed: no progress
+    clock.now += 2.0
+    assert not health.readiness().ready
+    metrics.messages_deleted_committed("sales", 3)
+    assert health.readiness().ready
 
 
 async def test_readyz_fails_while_shutting_down(server: HttpServer, health: HealthState) -> None:
@@ -211,9 +296,9 @@ def test_readiness_with_no_mailboxes_depends_on_config_only(clock: Clock) -> Non
 
 def test_polled_time_can_be_given_explicitly(clock: Clock) -> None:
     """mailbox_polled(name, when) uses the given time; a stale one counts as stalled."""
-    state = HealthState({"a": 10.0}, clock=clock)
+    state = HealthState({"a": 10.0}, clock=clock, stall_min_seconds=1.0)
     state.set_config_loaded()
     state.mailbox_polled("a", when=clock.now - 100)
     verdict = state.readiness()
     assert not verdict.ready
-    assert verdict.reasons["a"].startswith("last completed poll 100s ago")
+    assert verdict.reasons["a"].startswith("no progress for 100s")
