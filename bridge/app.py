@@ -21,11 +21,13 @@ from typing import TYPE_CHECKING
 
 import structlog
 
+from bridge.attachments import AttachmentStore, ClaimCheck, DirStore, OnWrite, S3Store, s3_available
 from bridge.clock import Clock, SystemClock
-from bridge.config import Config, MailboxConfig, WebhookConfig
+from bridge.config import AttachmentsConfig, Config, MailboxConfig, WebhookConfig
 from bridge.deadletter import DeadLetterStore
 from bridge.errors import (
     BridgeError,
+    ConfigError,
     LedgerError,
     Pop3AuthError,
     Pop3ConnectionError,
@@ -57,8 +59,12 @@ JITTER = 0.1  # +-10 % on every interval, so mailboxes do not poll in lock-step
 # ---------------------------------------------------------------------- config -> parts
 
 
-def webhook_target(name: str, cfg: WebhookConfig) -> WebhookTarget:
-    """The webhook package's value object for one configured target."""
+def webhook_target(name: str, cfg: WebhookConfig, *, store: bool = False) -> WebhookTarget:
+    """The webhook package's value object for one configured target.
+
+    ``store`` tells whether an attachments store is configured: it decides the default
+    ``on_too_large`` (reference with a store, park without).
+    """
     basic = None
     if cfg.basic_auth is not None and cfg.basic_auth.password is not None:
         basic = BasicAuth(cfg.basic_auth.username, cfg.basic_auth.password.get_secret_value())
@@ -75,11 +81,47 @@ def webhook_target(name: str, cfg: WebhookConfig) -> WebhookTarget:
         backoff_max=cfg.backoff_max,
         breaker_threshold=cfg.breaker_failures,
         breaker_cooldown=cfg.breaker_cooldown,
+        on_too_large=cfg.on_too_large or ("reference" if store else "park"),
+        max_payload_bytes=cfg.max_payload_bytes,
     )
 
 
-def mailbox_policy(cfg: MailboxConfig) -> MailboxPolicy:
-    """What the poller needs from one mailbox's config."""
+def attachment_store(
+    cfg: AttachmentsConfig, data_dir: Path, *, on_write: OnWrite | None = None
+) -> AttachmentStore:
+    """The content store for attachments sent by reference; ConfigError if it cannot be."""
+    if cfg.store == "dir":
+        return DirStore(
+            cfg.path or data_dir / "attachments", base_url=cfg.base_url, on_write=on_write
+        )
+    if not s3_available():
+        problem = (
+            "attachments.store: s3 needs the aiobotocore package; install it with "
+            "pip install 'popbridge[s3]'"
+        )
+        raise ConfigError(problem, [problem])
+    assert cfg.bucket is not None  # the config validator requires it for s3
+    return S3Store(
+        bucket=cfg.bucket,
+        prefix=cfg.prefix,
+        endpoint_url=cfg.endpoint_url,
+        region=cfg.region,
+        addressing_style=cfg.addressing_style,
+        access_key_id=cfg.access_key_id,
+        secret_access_key=(
+            cfg.secret_access_key.get_secret_value() if cfg.secret_access_key else None
+        ),
+        url_expiry=cfg.url_expiry,
+        on_write=on_write,
+    )
+
+
+def mailbox_policy(cfg: MailboxConfig, *, store: bool = False) -> MailboxPolicy:
+    """What the poller needs from one mailbox's config.
+
+    With an attachments ``store`` the payload keeps every attachment's content:
+    ``max_attachment_bytes`` then picks the ones the claim check stores instead.
+    """
     return MailboxPolicy(
         name=cfg.name,
         targets=tuple(cfg.webhooks),
@@ -94,7 +136,8 @@ def mailbox_policy(cfg: MailboxConfig) -> MailboxPolicy:
         # NOOP well inside the server's idle timeout (RFC 1939: at least 10 minutes)
         keepalive_interval=min(30.0, cfg.command_timeout),
         payload_options=PayloadOptions(
-            include_raw=cfg.include_raw, max_attachment_bytes=cfg.max_attachment_bytes
+            include_raw=cfg.include_raw,
+            max_attachment_bytes=None if store else cfg.max_attachment_bytes,
         ),
     )
 
@@ -233,21 +276,31 @@ class App:
             {m.name: m.poll_interval for m in mailboxes}, clock=self.clock.time
         )
         data_dir = Path(config.data_dir)
+        self.store: AttachmentStore | None = None
+        if config.attachments is not None:
+            self.store = attachment_store(
+                config.attachments, data_dir, on_write=self.metrics.attachment_stored
+            )
         self.ledger = Ledger(
             data_dir / "ledger.sqlite3", clock=self.clock.time, defer_open=not open_ledger
         )
         self.deadletters = DeadLetterStore(data_dir / "dead-letters")
-        self.targets = {name: webhook_target(name, cfg) for name, cfg in config.webhooks.items()}
+        has_store = self.store is not None
+        self.targets = {
+            name: webhook_target(name, cfg, store=has_store)
+            for name, cfg in config.webhooks.items()
+        }
         self.webhooks = WebhookClient(
             on_request=self.metrics.webhook_attempt,
             on_breaker_change=self.metrics.breaker_changed,
+            on_too_large=self.metrics.too_large,
             wall_clock=self.clock.time,
         )
         self.mailboxes = {
             m.name: MailboxState(
                 config=m,
                 poller=Poller(
-                    mailbox_policy(m),
+                    mailbox_policy(m, store=has_store),
                     open_client=client_factory(m),
                     ledger=self.ledger,
                     webhooks=self.webhooks,
@@ -255,6 +308,15 @@ class App:
                     deadletters=self.deadletters,
                     metrics=self.metrics,
                     clock=self.clock,
+                    claim_check=(
+                        ClaimCheck(
+                            self.store,
+                            store_above=m.max_attachment_bytes,
+                            on_error=self.metrics.attachment_store_failed,
+                        )
+                        if self.store is not None
+                        else None
+                    ),
                 ),
             )
             for m in mailboxes
@@ -264,8 +326,10 @@ class App:
         self.health.set_config_loaded()
 
     async def close(self) -> None:
-        """Close the webhook client, the HTTP server and the ledger."""
+        """Close the webhook client, the attachment store, the HTTP server and the ledger."""
         await self.webhooks.close()
+        if self.store is not None:
+            await self.store.close()
         if self.server is not None:
             await self.server.stop()
             self.server = None

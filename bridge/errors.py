@@ -23,8 +23,10 @@ The tree::
     │   ├── WebhookTransientError       worth retrying: 408/425/429/5xx, timeouts, connection errors
     │   └── WebhookRejectedError        the receiver refused it: other 4xx, 3xx
     ├── LedgerError                     the durable ledger could not be read or written
-    └── DataDirError                    data_dir cannot be used (exit code 2)
-        └── DataDirLockedError          another live process holds data_dir (exit code 5)
+    ├── DataDirError                    data_dir cannot be used (exit code 2)
+    │   └── DataDirLockedError          another live process holds data_dir (exit code 5)
+    └── AttachmentStoreError            an attachment could not be written to (or pruned from)
+                                        the content store (.store); transient
 
 Whether a failure is worth retrying is part of its type: :attr:`BridgeError.transient`.
 Messages never contain a password, token, digest or SASL payload.
@@ -217,3 +219,17 @@ class DataDirLockedError(DataDirError):
     def __init__(self, message: str, *, data_dir: str, pid: int | None) -> None:
         super().__init__(message, data_dir=data_dir)
         self.pid = pid
+
+
+class AttachmentStoreError(BridgeError):
+    """The attachment content store (a directory or an S3 bucket) refused a write or a prune.
+
+    Transient: the message stays on the server and is tried again; nothing is posted that
+    refers to an object that was not written. ``store`` is ``"dir"`` or ``"s3"``.
+    """
+
+    transient = True
+
+    def __init__(self, message: str, *, store: str) -> None:
+        super().__init__(message)
+        self.store = store
