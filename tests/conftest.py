@@ -11,6 +11,7 @@ import pytest
 from tests.dovecot import Dovecot, DovecotUnavailable, Pop3User
 from tests.fakes.pop3server import fake_pop3  # noqa: F401
 from tests.receiver import receiver  # noqa: F401
+from tests.s3server import s3_bucket, s3_server  # noqa: F401
 
 
 @pytest.fixture(scope="session")

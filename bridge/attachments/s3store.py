@@ -47,10 +47,15 @@ class S3Store:
         secret_access_key: str | None = None,
         url_expiry: int = MAX_URL_EXPIRY,
         timeout: float = 60.0,
+        max_attempts: int = 3,
         on_write: OnWrite | None = None,
         clock: Callable[[], float] = time.time,
     ) -> None:
-        """Configure the store; without keys the default AWS credential chain is used."""
+        """Configure the store; without keys the default AWS credential chain is used.
+
+        ``timeout`` bounds each request (seconds); ``max_attempts`` counts tries per call,
+        with botocore's standard retry backoff between them.
+        """
         if not 1 <= url_expiry <= MAX_URL_EXPIRY:
             raise ValueError(f"url_expiry must be 1 to {MAX_URL_EXPIRY} seconds")
         self.bucket = bucket
@@ -62,6 +67,7 @@ class S3Store:
         self._access_key_id = access_key_id
         self._secret_access_key = secret_access_key
         self._timeout = timeout
+        self._max_attempts = max_attempts
         self._on_write = on_write
         self._clock = clock
         self._stack: contextlib.AsyncExitStack | None = None
@@ -87,7 +93,7 @@ class S3Store:
             config = AioConfig(
                 connect_timeout=min(self._timeout, 30.0),
                 read_timeout=self._timeout,
-                retries={"max_attempts": 3, "mode": "standard"},
+                retries={"max_attempts": self._max_attempts, "mode": "standard"},
                 s3={"addressing_style": self._addressing_style},
                 signature_version="s3v4",
             )

@@ -69,8 +69,8 @@ def parse_duration(text: str) -> float:
     total = 0.0
     position = 0
     for match in _DURATION.finditer(stripped):
-        if match.start() != position or (not match.group(2) and match.end() != len(stripped)):
-            break
+        if match.start() != position or (not match.group(2) and position != 0):
+            break  # a gap, or a bare number after a unit ("12h30"): ambiguous
         total += float(match.group(1)) * _UNITS[match.group(2)]
         position = match.end()
     if not stripped or position != len(stripped):
