@@ -1,0 +1,222 @@
+"""A 413 never costs an attachment: end to end with the real Dovecot, a receiver that caps the
+body size like n8n or Make do (here 100 KB), and real content stores (a directory, and S3 as a
+moto server process).
+
+With a store the attachments go by reference and the receiver fetches them (a file path, or
+a presigned URL over HTTP) and checks their sha256 before it answers 2xx; only then is the
+mail deleted. Without a store the message stays on the server, parked, and is counted.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from email.message import EmailMessage
+from pathlib import Path
+from typing import Any
+
+import pytest
+from prometheus_client.parser import text_string_to_metric_families
+
+from bridge.app import App
+from bridge.config import Config
+from tests.dovecot import Dovecot, Pop3User
+from tests.integration.kit import config_dict, make_message
+from tests.receiver import ClaimChecker, Reply, WebhookReceiver
+from tests.s3server import S3Bucket
+
+pytestmark = pytest.mark.dovecot
+
+CAP = 100_000
+ATTACHMENT = os.urandom(300_000)
+
+
+def with_attachment(data: bytes = ATTACHMENT, subject: str = "invoice") -> bytes:
+    msg = EmailMessage()
+    msg["From"] = "Billing <billing@example.org>"
+    msg["To"] = "inbox@example.org"
+    msg["Subject"] = subject
+    msg["Message-ID"] = f"<{subject}@example.org>"
+    msg.set_content("The invoice is attached.\n")
+    msg.add_attachment(data, maintype="application", subtype="pdf", filename="invoice.pdf")
+    return bytes(msg)
+
+
+def metric(app: App, name: str, **labels: str) -> float:
+    for family in text_string_to_metric_families(app.metrics.render().decode()):
+        for sample in family.samples:
+            if sample.name == name and sample.labels == labels:
+                return float(sample.value)
+    raise KeyError(f"{name}{labels}")
+
+
+async def run_once(config: dict[str, Any]) -> tuple[bool, App]:
+    app = App(Config.from_dict(config, env={}))
+    try:
+        ok = await app.once()
+    finally:
+        await app.close()
+    return ok, app
+
+
+def sha(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+@pytest.mark.parametrize("reject_policy", ["park", "dead_letter"])
+async def test_413_without_a_store_parks_the_message_on_the_server(
+    dovecot: Dovecot,
+    pop3_user: Pop3User,
+    receiver: WebhookReceiver,
+    tmp_path: Path,
+    reject_policy: str,
+) -> None:
+    """No store: a 413 leaves the message on the server (never resent without its attachment,
+    never dead-lettered), parks it, counts it; other mail still goes through."""
+    pop3_user.deliver(with_attachment())
+    pop3_user.deliver(make_message(1))
+    receiver.decide(ClaimChecker(max_body=CAP))
+    config = config_dict(
+        dovecot, pop3_user, receiver.url, tmp_path, mailbox={"reject_policy": reject_policy}
+    )
+    ok, app = await run_once(config)
+    assert not ok
+    assert [m for m in pop3_user.messages() if b"invoice" in m] == pop3_user.messages()
+    assert pop3_user.count() == 1
+    big = [r for r in receiver.requests if r.json()["subject"] == "invoice"]
+    assert [r.answered for r in big] == [413]  # no second request without the attachment
+    assert metric(app, "bridge_webhook_too_large_total", target="main", action="parked") == 1
+    assert metric(app, "bridge_parked_messages", mailbox="inbox") == 1
+    assert metric(app, "bridge_messages_dead_lettered_total", mailbox="inbox") == 0
+    assert not (tmp_path / "dead-letters").exists()
+
+    receiver.clear()
+    ok, _ = await run_once(config)  # parked: not fetched again before its next attempt time
+    assert receiver.requests == []
+    assert pop3_user.count() == 1
+
+
+async def test_413_with_a_dir_store_sends_the_attachment_by_reference(
+    dovecot: Dovecot, pop3_user: Pop3User, receiver: WebhookReceiver, tmp_path: Path
+) -> None:
+    """Dir store: after the 413 the payload refers to a durably written file whose bytes the
+    receiver reads and checks against sha256 before its 2xx; then the mail is deleted."""
+    pop3_user.deliver(with_attachment())
+    checker = ClaimChecker(max_body=CAP)
+    receiver.decide(checker)
+    store = tmp_path / "attachments"
+    config = config_dict(dovecot, pop3_user, receiver.url, tmp_path / "data")
+    config["attachments"] = {"store": "dir", "path": str(store)}
+    ok, app = await run_once(config)
+    assert ok, checker.problems
+    assert pop3_user.count() == 0
+    assert [r.answered for r in receiver.requests] == [413, 200]
+    (attachment,) = receiver.requests[1].json()["attachments"]
+    assert attachment["content"] is None
+    assert (attachment["omitted"], attachment["omitted_reason"]) == (True, "reference")
+    assert (attachment["size"], attachment["sha256"]) == (len(ATTACHMENT), sha(ATTACHMENT))
+    assert attachment["content_ref"] == str(store / sha(ATTACHMENT)[:2] / sha(ATTACHMENT))
+    assert Path(attachment["content_ref"]).read_bytes() == ATTACHMENT
+    assert checker.fetched == {sha(ATTACHMENT): ATTACHMENT}
+    assert metric(app, "bridge_webhook_too_large_total", target="main", action="reference") == 1
+    assert metric(app, "bridge_attachments_stored_total") == 1
+    assert metric(app, "bridge_attachments_stored_bytes_total") == len(ATTACHMENT)
+
+
+async def test_413_with_an_s3_store_sends_a_presigned_url_the_receiver_fetches(
+    dovecot: Dovecot,
+    pop3_user: Pop3User,
+    receiver: WebhookReceiver,
+    tmp_path: Path,
+    s3_bucket: S3Bucket,
+) -> None:
+    """S3 store (moto server): the receiver GETs the presigned URL, the bytes hash to the
+    payload's sha256, it answers 2xx, and only then is the mail deleted."""
+    pop3_user.deliver(with_attachment())
+    checker = ClaimChecker(max_body=CAP)
+    receiver.decide(checker)
+    config = config_dict(dovecot, pop3_user, receiver.url, tmp_path)
+    config["attachments"] = s3_bucket.config(prefix="mail/", url_expiry=3600)
+    ok, _ = await run_once(config)
+    assert ok, checker.problems
+    assert pop3_user.count() == 0
+    (attachment,) = receiver.requests[-1].json()["attachments"]
+    assert attachment["content_ref"].startswith(f"{s3_bucket.endpoint_url}/{s3_bucket.name}/")
+    assert "X-Amz-Signature=" in attachment["content_ref"]
+    assert checker.fetched == {sha(ATTACHMENT): ATTACHMENT}
+    assert s3_bucket.keys() == [f"mail/{sha(ATTACHMENT)}"]
+    assert s3_bucket.get(f"mail/{sha(ATTACHMENT)}") == ATTACHMENT
+
+
+async def test_mail_is_deleted_only_after_a_2xx_for_the_reference_payload(
+    dovecot: Dovecot, pop3_user: Pop3User, receiver: WebhookReceiver, tmp_path: Path
+) -> None:
+    """The reference payload failing (503) keeps the mail; the object is already stored; the
+    next session's 2xx deletes it."""
+    pop3_user.deliver(with_attachment())
+    checker = ClaimChecker(max_body=CAP)
+    receiver.decide(lambda r: Reply(503) if len(r.body) <= CAP else Reply(413))
+    config = config_dict(dovecot, pop3_user, receiver.url, tmp_path)
+    config["attachments"] = {"store": "dir"}
+    ok, _ = await run_once(config)
+    assert not ok
+    assert pop3_user.count() == 1
+    stored = tmp_path / "attachments" / sha(ATTACHMENT)[:2] / sha(ATTACHMENT)
+    assert stored.read_bytes() == ATTACHMENT  # written before the POST that referred to it
+
+    receiver.decide(checker)
+    ok, _ = await run_once(config)
+    assert ok, checker.problems
+    assert pop3_user.count() == 0
+    assert checker.fetched == {sha(ATTACHMENT): ATTACHMENT}
+
+
+async def test_max_attachment_bytes_with_a_store_sends_by_reference_before_any_post(
+    dovecot: Dovecot, pop3_user: Pop3User, receiver: WebhookReceiver, tmp_path: Path
+) -> None:
+    """With a store, attachments over max_attachment_bytes are stored up front: one POST, no
+    413, the content fetched by reference."""
+    pop3_user.deliver(with_attachment())
+    checker = ClaimChecker(max_body=CAP)
+    receiver.decide(checker)
+    config = config_dict(
+        dovecot, pop3_user, receiver.url, tmp_path, mailbox={"max_attachment_bytes": 50_000}
+    )
+    config["attachments"] = {"store": "dir"}
+    ok, _ = await run_once(config)
+    assert ok, checker.problems
+    assert [r.answered for r in receiver.requests] == [200]
+    assert checker.fetched == {sha(ATTACHMENT): ATTACHMENT}
+    assert pop3_user.count() == 0
+
+
+async def test_max_payload_bytes_without_a_store_parks_without_posting(
+    dovecot: Dovecot, pop3_user: Pop3User, receiver: WebhookReceiver, tmp_path: Path
+) -> None:
+    """A target's max_payload_bytes parks a larger payload up front: nothing is sent."""
+    pop3_user.deliver(with_attachment())
+    config = config_dict(dovecot, pop3_user, receiver.url, tmp_path)
+    config["webhooks"]["main"]["max_payload_bytes"] = CAP
+    ok, app = await run_once(config)
+    assert not ok
+    assert receiver.requests == []
+    assert pop3_user.count() == 1
+    assert metric(app, "bridge_webhook_too_large_total", target="main", action="parked") == 1
+
+
+async def test_a_failing_store_keeps_the_message_on_the_server(
+    dovecot: Dovecot, pop3_user: Pop3User, receiver: WebhookReceiver, tmp_path: Path
+) -> None:
+    """A store that cannot write: nothing refers to a missing object, the mail stays and is
+    tried again; the failure is counted."""
+    pop3_user.deliver(with_attachment())
+    blocker = tmp_path / "not-a-dir"
+    blocker.write_text("x")
+    receiver.decide(ClaimChecker(max_body=CAP))
+    config = config_dict(dovecot, pop3_user, receiver.url, tmp_path / "data")
+    config["attachments"] = {"store": "dir", "path": str(blocker / "att")}
+    ok, app = await run_once(config)
+    assert not ok
+    assert pop3_user.count() == 1
+    assert [r.answered for r in receiver.requests] == [413]
+    assert metric(app, "bridge_attachment_store_errors_total") == 1
