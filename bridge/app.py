@@ -21,11 +21,20 @@ from typing import TYPE_CHECKING
 
 import structlog
 
-from bridge.attachments import AttachmentStore, ClaimCheck, DirStore, OnWrite, S3Store, s3_available
+from bridge.attachments import (
+    AttachmentStore,
+    ClaimCheck,
+    DirStore,
+    OnWrite,
+    PruneResult,
+    S3Store,
+    s3_available,
+)
 from bridge.clock import Clock, SystemClock
 from bridge.config import AttachmentsConfig, Config, MailboxConfig, WebhookConfig
 from bridge.deadletter import DeadLetterStore
 from bridge.errors import (
+    AttachmentStoreError,
     BridgeError,
     ConfigError,
     LedgerError,
@@ -54,6 +63,7 @@ log = structlog.get_logger("bridge.app")
 
 MAX_FAILURE_BACKOFF = 900.0  # seconds; a broken mailbox is retried at least every 15 minutes
 JITTER = 0.1  # +-10 % on every interval, so mailboxes do not poll in lock-step
+RETENTION_INTERVAL = 3600.0  # seconds between prunes of the attachment store (retention)
 
 
 # ---------------------------------------------------------------------- config -> parts
@@ -114,6 +124,30 @@ def attachment_store(
         url_expiry=cfg.url_expiry,
         on_write=on_write,
     )
+
+
+async def prune_attachments(
+    store: AttachmentStore, older_than: float, metrics: Metrics | None = None
+) -> PruneResult:
+    """Remove stored attachments older than ``older_than`` seconds; count and log it."""
+    try:
+        result = await store.prune(older_than)
+    except AttachmentStoreError:
+        if metrics is not None:
+            metrics.attachment_store_failed()
+        raise
+    if metrics is not None:
+        metrics.attachments_pruned_by_retention(result.removed, result.removed_bytes)
+    log.info(
+        "attachments_pruned",
+        store=store.kind,
+        older_than=older_than,
+        removed=result.removed,
+        removed_bytes=result.removed_bytes,
+        kept=result.kept,
+        kept_bytes=result.kept_bytes,
+    )
+    return result
 
 
 def mailbox_policy(cfg: MailboxConfig, *, store: bool = False) -> MailboxPolicy:
@@ -467,6 +501,11 @@ class App:
             asyncio.create_task(self._mailbox_loop(state, stop), name=f"mailbox:{name}")
             for name, state in self.mailboxes.items()
         ]
+        retention = self.config.attachments.retention if self.config.attachments else None
+        if self.store is not None and retention is not None:
+            tasks.append(
+                asyncio.create_task(self._retention_loop(retention, stop), name="retention")
+            )
         try:
             await stop.wait()
             log.info("shutting_down", grace=self.config.shutdown_grace)
@@ -484,6 +523,17 @@ class App:
         finally:
             for task in tasks:
                 task.cancel()
+
+    async def _retention_loop(self, older_than: float, stop: asyncio.Event) -> None:
+        """Prune the attachment store at start and then every hour, while running."""
+        assert self.store is not None
+        while not stop.is_set():
+            try:
+                await prune_attachments(self.store, older_than, self.metrics)
+            except AttachmentStoreError as exc:
+                log.warning("attachments_prune_failed", error=str(exc))
+            if await _wait(stop, RETENTION_INTERVAL, self.clock):
+                return
 
     async def _mailbox_loop(self, state: MailboxState, stop: asyncio.Event) -> None:
         delay = self.rng.uniform(0, min(state.config.poll_interval, 5.0))

@@ -32,6 +32,7 @@ import yaml
 from pydantic import (
     AfterValidator,
     BaseModel,
+    BeforeValidator,
     ConfigDict,
     Field,
     PlainSerializer,
@@ -455,6 +456,15 @@ class WebhookConfig(_Model):
         return out
 
 
+def _duration(value: object) -> object:
+    """A duration as seconds: a number, or text like ``30d``, ``12h``, ``1d12h``."""
+    if isinstance(value, str):
+        from bridge.attachments.store import parse_duration
+
+        return parse_duration(value)
+    return value
+
+
 class AttachmentsConfig(_Model):
     """Where attachments sent by reference are stored (the claim-check content store)."""
 
@@ -483,6 +493,12 @@ class AttachmentsConfig(_Model):
     )
     secret_access_key: SecretStr | None = None
     secret_access_key_file: SecretFileField | None = None
+    retention: Annotated[float, BeforeValidator(_duration)] | None = Field(
+        default=None,
+        gt=0,
+        description="prune objects older than this while running (seconds, or 30d, 12h...); "
+        "none: keep until `popbridge attachments prune`",
+    )
     url_expiry: int = Field(
         default=7 * 86400,
         ge=60,

@@ -29,7 +29,7 @@ import pytest
 __all__ = ["ACCESS_KEY", "REGION", "SECRET_KEY", "S3Bucket", "S3Server", "s3_bucket", "s3_server"]
 
 ACCESS_KEY = "popbridge-test"
-SECRET_KEY = "popbridge-test-secret-key"  # noqa: S105 - moto accepts any key
+SECRET_KEY = "popbridge-test-secret-key"  # moto accepts any key
 REGION = "us-east-1"
 _names = itertools.count()
 

@@ -9,8 +9,11 @@ mail deleted. Without a store the message stays on the server, parked, and is co
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
+import json
 import os
+import time
 from email.message import EmailMessage
 from pathlib import Path
 from typing import Any
@@ -19,9 +22,11 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from bridge.app import App
+from bridge.attachments import DirStore
 from bridge.config import Config
 from tests.dovecot import Dovecot, Pop3User
-from tests.integration.kit import config_dict, make_message
+from tests.integration.kit import SECRET, config_dict, make_message, write_config
+from tests.integration.test_cli import popbridge
 from tests.receiver import ClaimChecker, Reply, WebhookReceiver
 from tests.s3server import S3Bucket
 
@@ -61,6 +66,19 @@ async def run_once(config: dict[str, Any]) -> tuple[bool, App]:
 
 def sha(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
+
+
+def read(path: str | Path) -> bytes:
+    """A file's bytes (a helper, so async tests do not call pathlib directly)."""
+    return Path(path).read_bytes()
+
+
+def exists(path: str | Path) -> bool:
+    return Path(path).exists()
+
+
+def entries(path: Path) -> list[Path]:
+    return list(path.iterdir())
 
 
 @pytest.mark.parametrize("reject_policy", ["park", "dead_letter"])
@@ -116,7 +134,7 @@ async def test_413_with_a_dir_store_sends_the_attachment_by_reference(
     assert (attachment["omitted"], attachment["omitted_reason"]) == (True, "reference")
     assert (attachment["size"], attachment["sha256"]) == (len(ATTACHMENT), sha(ATTACHMENT))
     assert attachment["content_ref"] == str(store / sha(ATTACHMENT)[:2] / sha(ATTACHMENT))
-    assert Path(attachment["content_ref"]).read_bytes() == ATTACHMENT
+    assert read(attachment["content_ref"]) == ATTACHMENT
     assert checker.fetched == {sha(ATTACHMENT): ATTACHMENT}
     assert metric(app, "bridge_webhook_too_large_total", target="main", action="reference") == 1
     assert metric(app, "bridge_attachments_stored_total") == 1
@@ -220,3 +238,104 @@ async def test_a_failing_store_keeps_the_message_on_the_server(
     assert pop3_user.count() == 1
     assert [r.answered for r in receiver.requests] == [413]
     assert metric(app, "bridge_attachment_store_errors_total") == 1
+
+
+# ---------------------------------------------------------------------- retention
+
+
+def age(path: Path, days: float) -> None:
+    """Make an object look last written ``days`` ago."""
+    when = time.time() - days * 86400
+    os.utime(path, (when, when))
+
+
+async def test_prune_command_removes_old_objects_from_a_dir_store(tmp_path: Path) -> None:
+    """``popbridge attachments prune --older-than 30d`` deletes older objects, keeps the rest,
+    prints a JSON summary and exits 0."""
+    store = tmp_path / "att"
+    old, new = b"old attachment", b"new attachment!"
+    for data in (old, new):
+        await DirStore(store).put(data, sha(data))
+    age(store / sha(old)[:2] / sha(old), 40)
+    config = {
+        "data_dir": str(tmp_path / "data"),
+        "webhooks": {"main": {"url": "http://127.0.0.1:9/", "secret": SECRET}},
+        "mailboxes": [
+            {"name": "inbox", "host": "127.0.0.1", "username": "u", "password": "p",
+             "webhooks": ["main"]}
+        ],
+        "attachments": {"store": "dir", "path": str(store)},
+    }  # fmt: skip
+    cfg = write_config(tmp_path / "c.yaml", config)
+    code, out, err = await popbridge("attachments", "prune", "-c", str(cfg), "--older-than", "30d")
+    assert code == 0, err
+    summary = json.loads(out.strip().splitlines()[-1])
+    assert summary == {
+        "store": "dir",
+        "older_than_seconds": 30 * 86400,
+        "removed": 1,
+        "removed_bytes": len(old),
+        "kept": 1,
+        "kept_bytes": len(new),
+    }
+    assert not exists(store / sha(old)[:2] / sha(old))
+    assert read(store / sha(new)[:2] / sha(new)) == new
+
+    code, _, err = await popbridge("attachments", "prune", "-c", str(cfg), "--older-than", "soon")
+    assert code == 2
+    assert "s, m, h, d or w" in err
+    del config["attachments"]
+    cfg = write_config(tmp_path / "c.yaml", config)
+    code, _, err = await popbridge("attachments", "prune", "-c", str(cfg), "--older-than", "1d")
+    assert code == 2
+    assert "no content store is configured" in err
+
+
+async def test_prune_command_lists_an_s3_store(tmp_path: Path, s3_bucket: S3Bucket) -> None:
+    """The prune command reaches an S3 store from the config and keeps objects younger than
+    the cut-off."""
+    s3_bucket.server.client().put_object(Bucket=s3_bucket.name, Key="a/1", Body=b"12345")
+    config = {
+        "data_dir": str(tmp_path / "data"),
+        "webhooks": {"main": {"url": "http://127.0.0.1:9/", "secret": SECRET}},
+        "mailboxes": [
+            {"name": "inbox", "host": "127.0.0.1", "username": "u", "password": "p",
+             "webhooks": ["main"]}
+        ],
+        "attachments": s3_bucket.config(prefix="a/"),
+    }  # fmt: skip
+    cfg = write_config(tmp_path / "c.yaml", config)
+    code, out, err = await popbridge("attachments", "prune", "-c", str(cfg), "--older-than", "1d")
+    assert code == 0, err
+    summary = json.loads(out.strip().splitlines()[-1])
+    assert (summary["store"], summary["removed"], summary["kept"]) == ("s3", 0, 1)
+    assert summary["kept_bytes"] == 5
+    assert s3_bucket.keys() == ["a/1"]
+
+
+async def test_the_service_prunes_by_retention_and_counts_it(
+    dovecot: Dovecot, pop3_user: Pop3User, receiver: WebhookReceiver, tmp_path: Path
+) -> None:
+    """With attachments.retention the running service prunes old objects and counts them."""
+    store = tmp_path / "att"
+    old = b"stale attachment"
+    await DirStore(store).put(old, sha(old))
+    age(store / sha(old)[:2] / sha(old), 10)
+    config = config_dict(dovecot, pop3_user, receiver.url, tmp_path / "data")
+    config["attachments"] = {"store": "dir", "path": str(store), "retention": "7d"}
+    app = App(Config.from_dict(config, env={}))
+    stop = asyncio.Event()
+    task = asyncio.create_task(app.run(stop))
+    try:
+        for _ in range(400):  # the first prune runs as the service starts
+            if not exists(store / sha(old)[:2] / sha(old)):
+                break
+            await asyncio.sleep(0.05)
+        else:
+            pytest.fail("the service did not prune the old object within 20 s")
+    finally:
+        stop.set()
+        await task
+        await app.close()
+    assert metric(app, "bridge_attachments_pruned_total") == 1
+    assert metric(app, "bridge_attachments_pruned_bytes_total") == len(old)

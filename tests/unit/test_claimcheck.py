@@ -47,6 +47,19 @@ def sha(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
+def read(path: str | Path) -> bytes:
+    """A file's bytes (a helper, so async tests do not call pathlib directly)."""
+    return Path(path).read_bytes()
+
+
+def exists(path: str | Path) -> bool:
+    return Path(path).exists()
+
+
+def entries(path: Path) -> list[Path]:
+    return list(path.iterdir())
+
+
 async def test_reference_stores_every_attachment_and_the_raw_message(tmp_path: Path) -> None:
     """reference(): no bytes in the payload; each content_ref holds exactly its sha256's bytes."""
     writes: list[int] = []
@@ -58,10 +71,10 @@ async def test_reference_stores_every_attachment_and_the_raw_message(tmp_path: P
         assert (after.content, after.omitted, after.omitted_reason) == (None, True, "reference")
         assert (after.size, after.sha256) == (before.size, before.sha256)
         assert after.content_ref is not None
-        assert sha(Path(after.content_ref).read_bytes()) == after.sha256
+        assert sha(read(after.content_ref)) == after.sha256
     assert referenced.raw is None
     assert referenced.raw_ref is not None
-    assert sha(Path(referenced.raw_ref).read_bytes()) == original.sha256
+    assert sha(read(referenced.raw_ref)) == original.sha256
     # The same content twice in one message is one object, written once.
     assert referenced.attachments[1].content_ref == referenced.attachments[2].content_ref
     assert sorted(writes) == sorted([len(SMALL), len(LARGE), original.size])
@@ -79,7 +92,7 @@ async def test_store_large_moves_only_attachments_over_the_threshold(tmp_path: P
     assert small.content_ref is None
     assert big.content_ref is not None
     assert big.content_ref == copy.content_ref
-    assert Path(big.content_ref).read_bytes() == LARGE
+    assert read(big.content_ref) == LARGE
     assert result.raw is not None  # the raw message goes by reference only after a 413
     assert result.raw_ref is None
 
@@ -88,7 +101,7 @@ async def test_store_large_without_threshold_changes_nothing(tmp_path: Path) -> 
     """No store_above: the payload is returned as it is and nothing is written."""
     original = payload()
     assert await ClaimCheck(DirStore(tmp_path)).store_large(original) is original
-    assert list(tmp_path.iterdir()) == []
+    assert entries(tmp_path) == []
 
 
 async def test_reference_body_writes_once_for_every_target(tmp_path: Path) -> None:
@@ -115,7 +128,7 @@ async def test_content_that_does_not_match_its_sha256_is_never_stored(tmp_path: 
     claim = ClaimCheck(DirStore(tmp_path), on_error=lambda: errors.append(1))
     with pytest.raises(AttachmentStoreError, match="hashes to"):
         await claim.reference(wrong)
-    assert list(tmp_path.iterdir()) == []
+    assert entries(tmp_path) == []
     assert errors == [1]
 
 
