@@ -8,6 +8,7 @@ needs no credentials. aiobotocore is an optional dependency: ``pip install 'popb
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import time
 from collections.abc import Callable
@@ -72,6 +73,7 @@ class S3Store:
         self._clock = clock
         self._stack: contextlib.AsyncExitStack | None = None
         self._client: Any = None
+        self._connecting: asyncio.Lock | None = None
 
     def __repr__(self) -> str:
         return f"S3Store(bucket={self.bucket!r}, prefix={self.prefix!r})"
@@ -86,30 +88,38 @@ class S3Store:
         return f"{self.prefix}{sha256}"
 
     async def _get_client(self) -> Any:
-        if self._client is None:
-            from aiobotocore.config import AioConfig
-            from aiobotocore.session import get_session
-
-            config = AioConfig(
-                connect_timeout=min(self._timeout, 30.0),
-                read_timeout=self._timeout,
-                retries={"max_attempts": self._max_attempts, "mode": "standard"},
-                s3={"addressing_style": self._addressing_style},
-                signature_version="s3v4",
-            )
-            stack = contextlib.AsyncExitStack()
-            self._client = await stack.enter_async_context(
-                get_session().create_client(
-                    "s3",
-                    endpoint_url=self._endpoint_url,
-                    region_name=self._region,
-                    aws_access_key_id=self._access_key_id,
-                    aws_secret_access_key=self._secret_access_key,
-                    config=config,
-                )
-            )
-            self._stack = stack
+        if self._client is not None:
+            return self._client
+        if self._connecting is None:
+            self._connecting = asyncio.Lock()
+        async with self._connecting:  # concurrent first puts share one client
+            if self._client is None:
+                await self._connect()
         return self._client
+
+    async def _connect(self) -> None:
+        from aiobotocore.config import AioConfig
+        from aiobotocore.session import get_session
+
+        config = AioConfig(
+            connect_timeout=min(self._timeout, 30.0),
+            read_timeout=self._timeout,
+            retries={"max_attempts": self._max_attempts, "mode": "standard"},
+            s3={"addressing_style": self._addressing_style},
+            signature_version="s3v4",
+        )
+        stack = contextlib.AsyncExitStack()
+        self._client = await stack.enter_async_context(
+            get_session().create_client(
+                "s3",
+                endpoint_url=self._endpoint_url,
+                region_name=self._region,
+                aws_access_key_id=self._access_key_id,
+                aws_secret_access_key=self._secret_access_key,
+                config=config,
+            )
+        )
+        self._stack = stack
 
     async def put(self, data: bytes, sha256: str) -> str:
         """PUT ``data`` as ``<prefix><sha256>`` and return a presigned GET URL for it."""

@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import json
+import logging
 import os
 import time
 from email.message import EmailMessage
@@ -19,10 +20,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import structlog
 from prometheus_client.parser import text_string_to_metric_families
 
 from bridge.app import App
 from bridge.attachments import DirStore
+from bridge.cli import main as cli_main
 from bridge.config import Config
 from tests.dovecot import Dovecot, Pop3User
 from tests.integration.kit import SECRET, config_dict, make_message, write_config
@@ -281,14 +284,33 @@ async def test_prune_command_removes_old_objects_from_a_dir_store(tmp_path: Path
     assert not exists(store / sha(old)[:2] / sha(old))
     assert read(store / sha(new)[:2] / sha(new)) == new
 
-    code, _, err = await popbridge("attachments", "prune", "-c", str(cfg), "--older-than", "soon")
-    assert code == 2
-    assert "s, m, h, d or w" in err
-    del config["attachments"]
-    cfg = write_config(tmp_path / "c.yaml", config)
-    code, _, err = await popbridge("attachments", "prune", "-c", str(cfg), "--older-than", "1d")
-    assert code == 2
-    assert "no content store is configured" in err
+
+def test_prune_command_refuses_a_bad_duration_or_a_config_without_store(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A bad --older-than and a config without attachments exit 2 with a clear message."""
+    config = {
+        "data_dir": str(tmp_path / "data"),
+        "webhooks": {"main": {"url": "http://127.0.0.1:9/", "secret": SECRET}},
+        "mailboxes": [
+            {"name": "inbox", "host": "127.0.0.1", "username": "u", "password": "p",
+             "webhooks": ["main"]}
+        ],
+    }  # fmt: skip
+    cfg = str(write_config(tmp_path / "c.yaml", config))
+    with pytest.raises(SystemExit) as exited:
+        cli_main(["attachments", "prune", "-c", cfg, "--older-than", "soon"])
+    assert exited.value.code == 2
+    assert "s, m, h, d or w" in capsys.readouterr().err
+    root = logging.getLogger()
+    handlers, level = list(root.handlers), root.level
+    try:  # in-process, the command configures logging: undo that for the tests after this one
+        assert cli_main(["attachments", "prune", "-c", cfg, "--older-than", "1d"]) == 2
+    finally:
+        structlog.reset_defaults()
+        root.handlers[:] = handlers
+        root.setLevel(level)
+    assert "no content store is configured" in capsys.readouterr().err
 
 
 async def test_prune_command_lists_an_s3_store(tmp_path: Path, s3_bucket: S3Bucket) -> None:

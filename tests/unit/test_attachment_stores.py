@@ -7,6 +7,7 @@ URLs with the real aiohttp receiver's fetcher, checking the bytes against their 
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import os
 import stat
@@ -219,3 +220,18 @@ async def test_s3_store_unreachable_endpoint_is_a_store_error(s3_bucket: S3Bucke
             await store.put(b"x", sha(b"x"))
     finally:
         await store.close()
+
+
+async def test_s3_store_concurrent_first_puts_share_one_client(s3_bucket: S3Bucket) -> None:
+    """Deliveries in flight at once put through one client; every object arrives."""
+    store = s3_store(s3_bucket)
+    blobs = [os.urandom(1000 + i) for i in range(6)]
+    try:
+        refs = await asyncio.gather(*(store.put(b, sha(b)) for b in blobs))
+        client = store._client
+        await store.put(blobs[0], sha(blobs[0]))
+        assert store._client is client
+    finally:
+        await store.close()
+    assert len(set(refs)) == 6
+    assert sorted(s3_bucket.keys()) == sorted(sha(b) for b in blobs)
