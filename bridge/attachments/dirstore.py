@@ -5,6 +5,11 @@ written to a unique temporary name in its folder, fsynced, renamed into place an
 fsynced, so when :meth:`DirStore.put` returns the bytes survive a crash or power loss, and a
 reader never sees a half-written object under its final name.
 
+Writers and :meth:`DirStore.prune` coordinate through ``flock`` on ``<path>/.lock`` (shared for
+a write, exclusive for a prune; across processes too, e.g. the service and the ``prune``
+command): an object that a write found present and refreshed is never removed by a prune
+that had already listed it as old.
+
 ``content_ref`` is the object's absolute path, or ``base_url/<sha256>`` when the directory
 is served over HTTP (by a web server the operator runs; the bridge serves nothing).
 """
@@ -13,11 +18,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import fcntl
 import os
 import re
 import secrets
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 from bridge.attachments.store import OnWrite, PruneResult, StoreKind
@@ -80,6 +86,10 @@ class DirStore:
     def _put(self, data: bytes, sha256: str) -> None:
         target = self.object_path(sha256)
         _make_dirs(target.parent)
+        with _flock(self.path, fcntl.LOCK_SH):
+            self._put_locked(target, data, sha256)
+
+    def _put_locked(self, target: Path, data: bytes, sha256: str) -> None:
         try:
             present = target.stat().st_size == len(data)
         except FileNotFoundError:
@@ -117,9 +127,13 @@ class DirStore:
             ) from exc
 
     def _prune(self, cutoff: float) -> PruneResult:
-        removed = removed_bytes = kept = kept_bytes = 0
         if not self.path.is_dir():
             return PruneResult(0, 0, 0, 0)
+        with _flock(self.path, fcntl.LOCK_EX):
+            return self._prune_locked(cutoff)
+
+    def _prune_locked(self, cutoff: float) -> PruneResult:
+        removed = removed_bytes = kept = kept_bytes = 0
         for folder in sorted(self.path.iterdir()):
             if not folder.is_dir() or len(folder.name) != 2:
                 continue
@@ -150,6 +164,17 @@ class DirStore:
 
     async def close(self) -> None:
         """Nothing to release."""
+
+
+@contextlib.contextmanager
+def _flock(directory: Path, operation: int) -> Iterator[None]:
+    """Hold ``flock(operation)`` on ``directory/.lock`` (created 0600) for the block."""
+    fd = os.open(directory / ".lock", os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        fcntl.flock(fd, operation)
+        yield
+    finally:
+        os.close(fd)  # closing releases the lock
 
 
 def _make_dirs(folder: Path) -> None:

@@ -8,6 +8,7 @@ URLs with the real aiohttp receiver's fetcher, checking the bytes against their 
 from __future__ import annotations
 
 import asyncio
+import fcntl
 import hashlib
 import os
 import stat
@@ -96,6 +97,30 @@ async def test_dir_store_prune_removes_only_old_objects(tmp_path: Path) -> None:
     )
     assert not exists(old_ref)
     assert exists(new_ref)
+
+
+async def test_dir_store_prune_waits_for_a_write_and_keeps_what_it_refreshed(
+    tmp_path: Path,
+) -> None:
+    """A prune cannot remove an object while a write holds the store's shared lock; an object
+    that write refreshed is kept (the prune looks at its age under the lock)."""
+    store = DirStore(tmp_path)
+    data = b"attachment sent again"
+    ref = await store.put(data, sha(data))
+    stale = time.time() - 40 * 86400
+    os.utime(ref, (stale, stale))
+    fd = os.open(tmp_path / ".lock", os.O_RDWR)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH)  # what a concurrent put holds
+        pruning = asyncio.create_task(store.prune(30 * 86400))
+        await asyncio.sleep(0.2)
+        assert not pruning.done()
+        os.utime(ref)  # the concurrent put found the object present and refreshed it
+    finally:
+        os.close(fd)
+    result = await pruning
+    assert (result.removed, result.kept) == (0, 1)
+    assert read(ref) == data
 
 
 async def test_dir_store_failure_is_a_transient_store_error(tmp_path: Path) -> None:
