@@ -21,12 +21,22 @@ from typing import TYPE_CHECKING
 
 import structlog
 
+from bridge.attachments import (
+    AttachmentStore,
+    ClaimCheck,
+    DirStore,
+    OnWrite,
+    PruneResult,
+    S3Store,
+    s3_available,
+)
 from bridge.checkup import QUIT_WARN_SECONDS, CheckRow, check_mailbox
 from bridge.clock import Clock, SystemClock
-from bridge.config import Config, MailboxConfig, WebhookConfig
+from bridge.config import AttachmentsConfig, Config, MailboxConfig, WebhookConfig
 from bridge.deadletter import DeadLetterStore
 from bridge.deadletter_metrics import DeadLetterCollector
 from bridge.errors import (
+    AttachmentStoreError,
     BridgeError,
     ConfigError,
     LedgerError,
@@ -64,15 +74,19 @@ MAX_FAILURE_BACKOFF = 900.0  # seconds; a broken mailbox is retried at least eve
 ONCE_MAX_WAIT = 120.0
 """Seconds `once` waits in all for one mailbox (LOGIN-DELAY, [IN-USE]) before it gives up."""
 JITTER = 0.1  # +-10 % on every interval, so mailboxes do not poll in lock-step
+RETENTION_INTERVAL = 3600.0  # seconds between prunes of the attachment store (retention)
 
 
 # ---------------------------------------------------------------------- config -> parts
 
 
 def webhook_target(
-    name: str, cfg: WebhookConfig, files: SecretFiles | None = None
+    name: str, cfg: WebhookConfig, files: SecretFiles | None = None, *, store: bool = False
 ) -> WebhookTarget:
     """The webhook package's value object for one configured target.
+
+    ``store`` tells whether an attachments store is configured: it decides the default
+    ``on_too_large`` (reference with a store, park without).
 
     With ``files``, every ``*_file`` secret is its file's current content (a rotated
     secret is used without a reload); a new signing secret that is not valid is ignored
@@ -122,6 +136,8 @@ def webhook_target(
         breaker_threshold=cfg.breaker_failures,
         breaker_cooldown=cfg.breaker_cooldown,
         ssl_context=webhook_ssl_context(name, cfg),
+        on_too_large=cfg.on_too_large or ("reference" if store else "park"),
+        max_payload_bytes=cfg.max_payload_bytes,
     )
 
 
@@ -149,8 +165,66 @@ def webhook_ssl_context(name: str, cfg: WebhookConfig) -> ssl.SSLContext | None:
     return context
 
 
-def mailbox_policy(cfg: MailboxConfig) -> MailboxPolicy:
-    """What the poller needs from one mailbox's config."""
+def attachment_store(
+    cfg: AttachmentsConfig, data_dir: Path, *, on_write: OnWrite | None = None
+) -> AttachmentStore:
+    """The content store for attachments sent by reference; ConfigError if it cannot be."""
+    if cfg.store == "dir":
+        return DirStore(
+            cfg.path or data_dir / "attachments", base_url=cfg.base_url, on_write=on_write
+        )
+    if not s3_available():
+        problem = (
+            "attachments.store: s3 needs the aiobotocore package; install it with "
+            "pip install 'popbridge[s3]'"
+        )
+        raise ConfigError(problem, [problem])
+    assert cfg.bucket is not None  # the config validator requires it for s3
+    return S3Store(
+        bucket=cfg.bucket,
+        prefix=cfg.prefix,
+        endpoint_url=cfg.endpoint_url,
+        region=cfg.region,
+        addressing_style=cfg.addressing_style,
+        access_key_id=cfg.access_key_id,
+        secret_access_key=(
+            cfg.secret_access_key.get_secret_value() if cfg.secret_access_key else None
+        ),
+        url_expiry=cfg.url_expiry,
+        on_write=on_write,
+    )
+
+
+async def prune_attachments(
+    store: AttachmentStore, older_than: float, metrics: Metrics | None = None
+) -> PruneResult:
+    """Remove stored attachments older than ``older_than`` seconds; count and log it."""
+    try:
+        result = await store.prune(older_than)
+    except AttachmentStoreError:
+        if metrics is not None:
+            metrics.attachment_store_failed()
+        raise
+    if metrics is not None:
+        metrics.attachments_pruned_by_retention(result.removed, result.removed_bytes)
+    log.info(
+        "attachments_pruned",
+        store=store.kind,
+        older_than=older_than,
+        removed=result.removed,
+        removed_bytes=result.removed_bytes,
+        kept=result.kept,
+        kept_bytes=result.kept_bytes,
+    )
+    return result
+
+
+def mailbox_policy(cfg: MailboxConfig, *, store: bool = False) -> MailboxPolicy:
+    """What the poller needs from one mailbox's config.
+
+    With an attachments ``store`` the payload keeps every attachment's content:
+    ``max_attachment_bytes`` then picks the ones the claim check stores instead.
+    """
     return MailboxPolicy(
         name=cfg.name,
         targets=tuple(cfg.webhooks),
@@ -165,7 +239,8 @@ def mailbox_policy(cfg: MailboxConfig) -> MailboxPolicy:
         # NOOP well inside the server's idle timeout (RFC 1939: at least 10 minutes)
         keepalive_interval=min(30.0, cfg.command_timeout),
         payload_options=PayloadOptions(
-            include_raw=cfg.include_raw, max_attachment_bytes=cfg.max_attachment_bytes
+            include_raw=cfg.include_raw,
+            max_attachment_bytes=None if store else cfg.max_attachment_bytes,
         ),
     )
 
@@ -372,6 +447,11 @@ class App:
         )
         self.metrics.on_progress(self.health.mailbox_progress)
         data_dir = Path(config.data_dir)
+        self.store: AttachmentStore | None = None
+        if config.attachments is not None:
+            self.store = attachment_store(
+                config.attachments, data_dir, on_write=self.metrics.attachment_stored
+            )
         self.ledger = Ledger(
             data_dir / "ledger.sqlite3", clock=self.clock.time, defer_open=not open_ledger
         )
@@ -382,10 +462,12 @@ class App:
         self.oauth2_metrics = OAuth2Metrics(self.metrics.registry)
         self.oauth2: dict[str, OAuth2Client] = {}
         self._update_oauth2(config, mailboxes)
+        self._has_store = self.store is not None
         self.targets = self._build_targets(config)
         self.webhooks = WebhookClient(
             on_request=self.metrics.webhook_attempt,
             on_breaker_change=self.metrics.breaker_changed,
+            on_too_large=self.metrics.too_large,
             wall_clock=self.clock.time,
         )
         self.pacer = LoginPacer(self.clock)
@@ -408,7 +490,7 @@ class App:
 
     def _build_targets(self, config: Config) -> dict[str, WebhookTarget]:
         return {
-            name: webhook_target(name, cfg, self.secret_files)
+            name: webhook_target(name, cfg, self.secret_files, store=self._has_store)
             for name, cfg in config.webhooks.items()
         }
 
@@ -438,7 +520,7 @@ class App:
 
     def _poller(self, cfg: MailboxConfig) -> Poller:
         return Poller(
-            mailbox_policy(cfg),
+            mailbox_policy(cfg, store=self._has_store),
             open_client=self._client_factory(cfg),
             ledger=self.ledger,
             webhooks=self.webhooks,
@@ -446,6 +528,15 @@ class App:
             deadletters=self.deadletters,
             metrics=self.metrics,
             clock=self.clock,
+            claim_check=(
+                ClaimCheck(
+                    self.store,
+                    store_above=cfg.max_attachment_bytes,
+                    on_error=self.metrics.attachment_store_failed,
+                )
+                if self.store is not None
+                else None
+            ),
         )
 
     def refresh_secret_files(self) -> None:
@@ -460,7 +551,7 @@ class App:
                 or (cfg.basic_auth is not None and cfg.basic_auth.password_file)
             ):
                 continue
-            fresh = webhook_target(name, cfg, self.secret_files)
+            fresh = webhook_target(name, cfg, self.secret_files, store=self._has_store)
             current = self.targets.get(name)
             if current is None or current.sensitive_values() != fresh.sensitive_values():
                 self.targets[name] = fresh
@@ -510,6 +601,8 @@ class App:
         await self.webhooks.close()
         for client in self.oauth2.values():
             await client.close()
+        if self.store is not None:
+            await self.store.close()
         if self.server is not None:
             await self.server.stop()
             self.server = None
@@ -693,6 +786,12 @@ class App:
         self._running = stop
         for name in self.mailboxes:
             self._start_loop(name, stop)
+        retention = self.config.attachments.retention if self.config.attachments else None
+        retention_task = None
+        if self.store is not None and retention is not None:
+            retention_task = asyncio.create_task(
+                self._retention_loop(retention, stop), name="retention"
+            )
         try:
             await stop.wait()
             log.info("shutting_down", grace=self.config.shutdown_grace)
@@ -713,6 +812,21 @@ class App:
         finally:
             for task in self._loops.values():
                 task.cancel()
+            if retention_task is not None:
+                retention_task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await retention_task
+
+    async def _retention_loop(self, older_than: float, stop: asyncio.Event) -> None:
+        """Prune the attachment store at start and then every hour, while running."""
+        assert self.store is not None
+        while not stop.is_set():
+            try:
+                await prune_attachments(self.store, older_than, self.metrics)
+            except AttachmentStoreError as exc:
+                log.warning("attachments_prune_failed", error=str(exc))
+            if await _wait(stop, RETENTION_INTERVAL, self.clock):
+                return
 
     def _start_loop(self, name: str, stop: asyncio.Event) -> None:
         """Start polling ``name``; a loop of a removed mailbox of that name finishes first."""

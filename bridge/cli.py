@@ -50,6 +50,15 @@ def _shard_from_env(text: str) -> tuple[int, int]:
     return _shard(f"{index}{sep}{count}")
 
 
+def _duration(text: str) -> float:
+    from bridge.attachments.store import parse_duration
+
+    try:
+        return parse_duration(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="popbridge",
@@ -122,6 +131,32 @@ def build_parser() -> argparse.ArgumentParser:
     from bridge.deadletter_cli import add_parser as add_dead_letters
 
     add_dead_letters(sub)
+
+    attachments = sub.add_parser(
+        "attachments", help="the attachment content store (attachments sent by reference)"
+    )
+    attachment_commands = attachments.add_subparsers(
+        dest="attachments_command", metavar="ACTION", required=True
+    )
+    prune = attachment_commands.add_parser(
+        "prune", help="delete stored attachments older than a duration (retention)"
+    )
+    prune.add_argument(
+        "-c",
+        "--config",
+        required=True,
+        type=Path,
+        metavar="FILE",
+        help="YAML config file (its attachments section names the store)",
+    )
+    prune.add_argument(
+        "--older-than",
+        required=True,
+        type=_duration,
+        metavar="DURATION",
+        help="age of the last write, e.g. 30d, 12h, 1d12h (s, m, h, d, w); keep it longer "
+        "than your receivers take to fetch",
+    )
     return parser
 
 
@@ -190,6 +225,8 @@ def _dispatch(args: argparse.Namespace) -> int:
         from bridge.deadletter_cli import run_dead_letters
 
         return run_dead_letters(args, config)
+    if args.command == "attachments":
+        return asyncio.run(_prune_attachments(config, args.older_than))
     if args.command in ("run", "once"):
         from bridge.lock import DataDirLock
         from bridge.memory import fix_mmap_threshold
@@ -332,6 +369,33 @@ async def _once(config: Config, shard: tuple[int, int] | None) -> int:
     finally:
         await app.close()
     return EXIT_OK if ok else EXIT_FAILED
+
+
+async def _prune_attachments(config: Config, older_than: float) -> int:
+    from bridge.app import attachment_store, prune_attachments
+    from bridge.errors import AttachmentStoreError
+
+    if config.attachments is None:
+        problem = "attachments: no content store is configured, so there is nothing to prune"
+        raise ConfigError(problem, [problem])
+    store = attachment_store(config.attachments, Path(config.data_dir))
+    try:
+        result = await prune_attachments(store, older_than)
+    except AttachmentStoreError as exc:
+        print(f"popbridge: {exc}", file=sys.stderr)
+        return EXIT_FAILED
+    finally:
+        await store.close()
+    summary = {
+        "store": store.kind,
+        "older_than_seconds": older_than,
+        "removed": result.removed,
+        "removed_bytes": result.removed_bytes,
+        "kept": result.kept,
+        "kept_bytes": result.kept_bytes,
+    }
+    print(json.dumps(summary))
+    return EXIT_OK
 
 
 async def _check(config: Config, shard: tuple[int, int] | None) -> int:

@@ -34,6 +34,7 @@ import yaml
 from pydantic import (
     AfterValidator,
     BaseModel,
+    BeforeValidator,
     ConfigDict,
     Field,
     PlainSerializer,
@@ -55,6 +56,7 @@ __all__ = [
     "ENV_PREFIX",
     "MIB",
     "NAME_PATTERN",
+    "AttachmentsConfig",
     "AuthMethod",
     "BasicAuthConfig",
     "Config",
@@ -89,6 +91,7 @@ _SECRET_PAIRS = {
     "secret": "secret_file",
     "token": "token_file",
     "bearer_token": "bearer_token_file",
+    "secret_access_key": "secret_access_key_file",
 }
 """A secret and its ``*_file`` twin; setting one from the environment drops the other."""
 
@@ -400,6 +403,19 @@ class WebhookConfig(_Model):
     key_file: ExistingFile | None = Field(
         default=None, description="PEM private key of cert_file (if not inside cert_file)"
     )
+    on_too_large: Literal["reference", "park", "reject"] | None = Field(
+        default=None,
+        description="when the target answers 413 (or a payload is over max_payload_bytes): "
+        "reference: send attachments by reference (needs attachments.store); park: leave the "
+        "message on the server; reject: treat it as rejected (reject_policy applies). "
+        "Default: reference with an attachments store, park without",
+    )
+    max_payload_bytes: int | None = Field(
+        default=None,
+        ge=1024,
+        description="payloads larger than this are not sent whole: on_too_large applies at "
+        "once, without waiting for a 413",
+    )
 
     @field_validator("url")
     @classmethod
@@ -616,6 +632,95 @@ class OAuth2Config(_Model):
         return forms
 
 
+def _duration(value: object) -> object:
+    """A duration as seconds: a number, or text like ``30d``, ``12h``, ``1d12h``."""
+    if isinstance(value, str):
+        from bridge.attachments.store import parse_duration
+
+        return parse_duration(value)
+    return value
+
+
+class AttachmentsConfig(_Model):
+    """Where attachments sent by reference are stored (the claim-check content store)."""
+
+    store: Literal["dir", "s3"] = Field(
+        description="dir: files under `path`; s3: objects in an S3-compatible bucket"
+    )
+    path: ConfigPath | None = Field(
+        default=None, description="dir: the directory (default: data_dir/attachments)"
+    )
+    base_url: str | None = Field(
+        default=None,
+        description="dir: content_ref is base_url/<sha256> instead of the file path (when you "
+        "serve the directory over HTTP yourself)",
+    )
+    bucket: str | None = Field(default=None, min_length=3, description="s3: the bucket")
+    prefix: str = Field(default="", description="s3: key prefix, e.g. popbridge/")
+    endpoint_url: str | None = Field(
+        default=None, description="s3: the store's URL for S3-compatible stores (MinIO, ...)"
+    )
+    region: str | None = Field(default=None, description="s3: region, e.g. eu-west-1")
+    addressing_style: Literal["auto", "path", "virtual"] = Field(
+        default="auto", description="s3: path suits most self-hosted stores"
+    )
+    access_key_id: str | None = Field(
+        default=None, description="s3: without keys, the default AWS credential chain is used"
+    )
+    secret_access_key: SecretStr | None = None
+    secret_access_key_file: SecretFileField | None = None
+    retention: Annotated[float, BeforeValidator(_duration)] | None = Field(
+        default=None,
+        gt=0,
+        description="prune objects older than this while running (seconds, or 30d, 12h...); "
+        "none: keep until `popbridge attachments prune`",
+    )
+    url_expiry: int = Field(
+        default=7 * 86400,
+        ge=60,
+        le=7 * 86400,
+        description="s3: seconds a presigned content_ref URL stays valid (at most 7 days)",
+    )
+
+    @field_validator("base_url", "endpoint_url")
+    @classmethod
+    def _valid_url(cls, value: str | None) -> str | None:
+        if value is None:
+            return value
+        parts = urlsplit(value)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise ValueError("must be an absolute http:// or https:// URL")
+        if parts.username is not None or parts.password is not None:
+            raise ValueError("must not contain credentials")
+        return value
+
+    @model_validator(mode="after")
+    def _keys_of_store(self) -> Self:
+        problems = self._adopt_file_secret("secret_access_key", "secret_access_key_file")
+        s3_keys = ("bucket", "endpoint_url", "region", "access_key_id", "secret_access_key")
+        if self.store == "dir":
+            for key in s3_keys:
+                if getattr(self, key) is not None:
+                    problems.append(((key,), "is an s3 setting; this store is dir"))
+        else:
+            if self.bucket is None:
+                problems.append((("bucket",), "store: s3 needs a bucket"))
+            for key in ("path", "base_url"):
+                if getattr(self, key) is not None:
+                    problems.append(((key,), "is a dir setting; this store is s3"))
+            if (self.access_key_id is None) != (self.secret_access_key is None):
+                problems.append(
+                    (
+                        ("access_key_id",),
+                        "set access_key_id and secret_access_key (or its _file) together, "
+                        "or neither to use the default AWS credential chain",
+                    )
+                )
+        if problems:
+            raise _Problems(problems)
+        return self
+
+
 class MailboxConfig(_Model):
     """One POP3 mailbox to drain."""
 
@@ -689,7 +794,10 @@ class MailboxConfig(_Model):
     )
     include_raw: bool = Field(default=False, description="put the raw message in the payload")
     max_attachment_bytes: int | None = Field(
-        default=None, ge=0, description="attachments above this are sent with omitted=true"
+        default=None,
+        ge=0,
+        description="attachments above this are sent by reference (with an attachments store) "
+        "or as metadata only with omitted=true (without one)",
     )
     login_backoff_auth: float = Field(
         default=1800.0, ge=0, description="seconds to wait after a refused login"
@@ -795,12 +903,24 @@ class Config(_Model):
         default_factory=dict, description="OAuth 2 clients by name, shared by mailboxes"
     )
     mailboxes: list[MailboxConfig] = Field(min_length=1)
+    attachments: AttachmentsConfig | None = Field(
+        default=None,
+        description="content store for attachments sent by reference; none by default",
+    )
 
     @model_validator(mode="after")
     def _references(self) -> Self:
         problems: list[tuple[Loc, str]] = []
         name_re = re.compile(NAME_PATTERN)
-        for name in self.webhooks:
+        for name, hook in self.webhooks.items():
+            if hook.on_too_large == "reference" and self.attachments is None:
+                problems.append(
+                    (
+                        ("webhooks", name, "on_too_large"),
+                        "reference needs an attachments store (attachments: {store: dir} or "
+                        "s3); without one use park or reject",
+                    )
+                )
             if not name_re.match(name):
                 problems.append(
                     (

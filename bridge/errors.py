@@ -25,9 +25,11 @@ The tree::
     ├── LedgerError                     the durable ledger could not be read or written
     ├── DataDirError                    data_dir cannot be used (exit code 2)
     │   └── DataDirLockedError          another live process holds data_dir (exit code 5)
-    └── OAuth2Error                     an OAuth 2 token could not be had (.client)
-        ├── OAuth2RefusedError          the provider refused the grant or client: fix config
-        └── OAuth2UnavailableError      the token endpoint failed for now (5xx, timeout)
+    ├── OAuth2Error                     an OAuth 2 token could not be had (.client)
+    │   ├── OAuth2RefusedError          the provider refused the grant or client: fix config
+    │   └── OAuth2UnavailableError      the token endpoint failed for now (5xx, timeout)
+    └── AttachmentStoreError            an attachment could not be written to (or pruned from)
+                                        the content store (.store); transient
 
 Whether a failure is worth retrying is part of its type: :attr:`BridgeError.transient`.
 Messages never contain a password, token, digest or SASL payload.
@@ -242,3 +244,17 @@ class OAuth2UnavailableError(OAuth2Error):
     """The token endpoint failed for now: 5xx, 429, a timeout or a connection error."""
 
     transient = True
+
+
+class AttachmentStoreError(BridgeError):
+    """The attachment content store (a directory or an S3 bucket) refused a write or a prune.
+
+    Transient: the message stays on the server and is tried again; nothing is posted that
+    refers to an object that was not written. ``store`` is ``"dir"`` or ``"s3"``.
+    """
+
+    transient = True
+
+    def __init__(self, message: str, *, store: str) -> None:
+        super().__init__(message)
+        self.store = store

@@ -25,12 +25,14 @@ __all__ = [
     "RETR_FAILURES",
     "SESSION_OUTCOMES",
     "STATUS_CLASSES",
+    "TOO_LARGE_ACTIONS",
     "CircuitState",
     "DeliveryFailureReason",
     "IdentityProblem",
     "Metrics",
     "RetrFailure",
     "SessionOutcome",
+    "TooLargeAction",
     "error_code_label",
     "status_class",
 ]
@@ -63,6 +65,8 @@ IdentityProblem: TypeAlias = Literal["reused", "unstable_uidl", "duplicate"]
 IDENTITY_PROBLEMS: Final[tuple[IdentityProblem, ...]] = get_args(IdentityProblem)
 RetrFailure: TypeAlias = Literal["refused", "too_large", "timeout"]
 RETR_FAILURES: Final[tuple[RetrFailure, ...]] = get_args(RetrFailure)
+TooLargeAction: TypeAlias = Literal["reference", "parked", "rejected"]
+TOO_LARGE_ACTIONS: Final[tuple[TooLargeAction, ...]] = get_args(TooLargeAction)
 CircuitState: TypeAlias = Literal["closed", "half_open", "open"]
 _CIRCUIT_VALUES: Final[Mapping[str, int]] = {"closed": 0, "half_open": 1, "half-open": 1, "open": 2}
 
@@ -174,6 +178,38 @@ class Metrics:
             "Webhook request duration.",
             ["target"],
             buckets=WEBHOOK_BUCKETS,
+            registry=r,
+        )
+        self.webhook_too_large = Counter(
+            "bridge_webhook_too_large_total",
+            "Payloads too large for a target (413, or over max_payload_bytes), by what was done: "
+            "reference|parked|rejected.",
+            ["target", "action"],
+            registry=r,
+        )
+        self.attachments_stored = Counter(
+            "bridge_attachments_stored_total",
+            "Objects written to the attachment content store (attachments by reference).",
+            registry=r,
+        )
+        self.attachments_stored_bytes = Counter(
+            "bridge_attachments_stored_bytes_total",
+            "Bytes written to the attachment content store.",
+            registry=r,
+        )
+        self.attachment_store_errors = Counter(
+            "bridge_attachment_store_errors_total",
+            "Writes to (or prunes of) the attachment content store that failed.",
+            registry=r,
+        )
+        self.attachments_pruned = Counter(
+            "bridge_attachments_pruned_total",
+            "Objects removed from the attachment content store by retention.",
+            registry=r,
+        )
+        self.attachments_pruned_bytes = Counter(
+            "bridge_attachments_pruned_bytes_total",
+            "Bytes removed from the attachment content store by retention.",
             registry=r,
         )
         self.circuit_state = Gauge(
@@ -322,6 +358,8 @@ class Metrics:
                 self.webhook_requests.labels(target, status)
             self.webhook_duration.labels(target)
             self.circuit_state.labels(target)
+            for action in TOO_LARGE_ACTIONS:
+                self.webhook_too_large.labels(target, action)
 
     # ------------------------------------------------------------------ messages
 
@@ -409,6 +447,28 @@ class Metrics:
         _check(status_class, STATUS_CLASSES, "status class")
         self._child(self.webhook_requests, target, status_class).inc()
         self._child(self.webhook_duration, target).observe(duration_seconds)
+
+    def too_large(self, target: str, action: str) -> None:
+        """A payload was too large for ``target``; ``action`` says what was done.
+
+        Its signature matches :data:`bridge.webhook.OnTooLarge`.
+        """
+        _check(action, TOO_LARGE_ACTIONS, "too-large action")
+        self._child(self.webhook_too_large, target, action).inc()
+
+    def attachment_stored(self, size_bytes: int) -> None:
+        """One object of ``size_bytes`` is durably in the attachment store (an ``OnWrite``)."""
+        self.attachments_stored.inc()
+        self.attachments_stored_bytes.inc(size_bytes)
+
+    def attachment_store_failed(self) -> None:
+        """A write to or prune of the attachment store failed."""
+        self.attachment_store_errors.inc()
+
+    def attachments_pruned_by_retention(self, count: int, size_bytes: int) -> None:
+        """Retention removed ``count`` objects holding ``size_bytes``."""
+        self.attachments_pruned.inc(count)
+        self.attachments_pruned_bytes.inc(size_bytes)
 
     def breaker_changed(self, target: str, state: object) -> None:
         """Record a breaker state given as a string or an enum whose value is one.

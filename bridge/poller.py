@@ -30,9 +30,11 @@ from typing import Literal, Protocol
 
 import structlog
 
+from bridge.attachments import ClaimCheck
 from bridge.clock import Clock, SystemClock
 from bridge.deadletter import DeadLetterStore
 from bridge.errors import (
+    AttachmentStoreError,
     BridgeError,
     LedgerError,
     Pop3Error,
@@ -172,6 +174,7 @@ class Poller:
         deadletters: DeadLetterStore,
         metrics: SessionMetrics,
         clock: Clock | None = None,
+        claim_check: ClaimCheck | None = None,
     ) -> None:
         missing = [t for t in policy.targets if t not in targets]
         if missing:
@@ -184,6 +187,7 @@ class Poller:
         self.deadletters = deadletters
         self.metrics = metrics
         self.clock = clock or SystemClock()
+        self.claim_check = claim_check  # attachments by reference; None: no content store
         self._lock = asyncio.Lock()
 
     @property
@@ -806,22 +810,30 @@ class _Session:
             data.raw = None  # only a dead letter needs the raw bytes again: free them early
         if payload.defects:
             self.p.metrics.parse_defects_found(mailbox, len(payload.defects))
-        body = payload_json(payload)
-
-        def reference() -> bytes:
-            return payload_json(payload.without_attachment_content("receiver answered 413"))
-
-        posts = [
-            self.p.webhooks.deliver(
-                self.p.targets[t], payload.webhook_id, body, reference_body=reference
-            )
-            for t in due
-        ]
-        # One target (the common case) needs no extra task; several are posted concurrently.
-        outcomes = [await posts[0]] if len(posts) == 1 else list(await asyncio.gather(*posts))
-        if data.raw is not None:  # dead_letter policy: keep what was posted, for replay
-            data.body = body
-        del body
+        claim = self.p.claim_check
+        try:
+            # Large attachments go to the content store before the POST that refers to them.
+            payload = await claim.store_large(payload) if claim is not None else payload
+        except AttachmentStoreError as exc:
+            outcomes = [
+                DeliveryOutcome(DeliveryKind.TRANSIENT, t, payload.webhook_id, error=str(exc))
+                for t in due
+            ]
+        else:
+            body = payload_json(payload)
+            # Without a content store there is no reference body: a 413 parks or rejects.
+            reference = claim.reference_body(payload) if claim is not None else None
+            posts = [
+                self.p.webhooks.deliver(
+                    self.p.targets[t], payload.webhook_id, body, reference_body=reference
+                )
+                for t in due
+            ]
+            # One target (the common case) needs no extra task; several are posted concurrently.
+            outcomes = [await posts[0]] if len(posts) == 1 else list(await asyncio.gather(*posts))
+            if data.raw is not None:  # dead_letter policy: keep what was posted, for replay
+                data.body = body
+            del body
         outcome = await self._record(batch, msg, outcomes, data)
         self.log.info(
             "message",
@@ -916,6 +928,7 @@ class _Session:
             and waiting <= settled
             and self.policy.reject_policy == "dead_letter"
             and data.raw is not None  # a headers-only (oversize) payload stays parked
+            and not any(o.parked for o in rejected)  # too large, on_too_large: park
         ):
             # Every target has answered for good (acknowledged or refused): spool it durably,
             # then it may go. A target that only failed for now keeps it on the server.

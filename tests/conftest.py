@@ -12,6 +12,7 @@ from tests.dovecot import Dovecot, DovecotUnavailable, Pop3User
 from tests.fakes.pop3server import fake_pop3  # noqa: F401
 from tests.pop3servers import SERVERS, ServerBed, ServerUnavailable
 from tests.receiver import receiver  # noqa: F401
+from tests.s3server import s3_bucket, s3_server  # noqa: F401
 
 
 @pytest.fixture(scope="session")

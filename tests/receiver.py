@@ -25,6 +25,7 @@ import asyncio
 import base64
 import collections
 import contextlib
+import hashlib
 import inspect
 import json
 import signal
@@ -32,13 +33,15 @@ import ssl
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, TextIO
 
+import aiohttp
 import pytest
 from aiohttp import web
 from multidict import CIMultiDict, CIMultiDictProxy
 
-__all__ = ["RecordedRequest", "Reply", "WebhookReceiver", "receiver"]
+__all__ = ["ClaimChecker", "RecordedRequest", "Reply", "WebhookReceiver", "receiver"]
 
 
 @dataclass(frozen=True)
@@ -267,6 +270,61 @@ class WebhookReceiver:
         if self._on_request is not None:
             self._on_request(recorded)
         return web.Response(status=reply.status, body=reply.body, headers=headers)
+
+
+class ClaimChecker:
+    """What a careful receiver of attachments by reference does, as a ``decide`` callable.
+
+    A body over ``max_body`` bytes gets 413 (like n8n's or Make's body limit). Otherwise every
+    attachment with a ``content_ref`` (and a ``raw_ref``) is fetched before answering: an
+    ``http(s)`` URL with a plain GET (a presigned S3 URL needs no credentials), anything else
+    read as a file path. Its bytes must match the stated ``size`` and ``sha256``; then 200,
+    else 422 with the problem in the body (and in :attr:`problems`). What was fetched is kept
+    in :attr:`fetched` by sha256.
+    """
+
+    def __init__(self, max_body: int | None = None) -> None:
+        self.max_body = max_body
+        self.fetched: dict[str, bytes] = {}
+        self.problems: list[str] = []
+
+    async def __call__(self, request: RecordedRequest) -> Reply:
+        if self.max_body is not None and len(request.body) > self.max_body:
+            return Reply(413, body=b"request entity too large")
+        payload = request.json()
+        wanted = [
+            (a["content_ref"], a["size"], a["sha256"])
+            for a in payload.get("attachments", [])
+            if a.get("content_ref")
+        ]
+        if payload.get("raw_ref"):
+            wanted.append((payload["raw_ref"], payload["size"], payload["sha256"]))
+        problems = []
+        for ref, size, sha256 in wanted:
+            try:
+                data = await _fetch(ref)
+            except (OSError, aiohttp.ClientError) as exc:
+                problems.append(f"cannot fetch {ref}: {exc!r}")
+                continue
+            if len(data) != size or hashlib.sha256(data).hexdigest() != sha256:
+                problems.append(f"{ref}: {len(data)} bytes that do not hash to {sha256}")
+                continue
+            self.fetched[sha256] = data
+        if problems:
+            self.problems.extend(problems)
+            return Reply(422, body="; ".join(problems).encode())
+        return Reply(200)
+
+
+async def _fetch(ref: str) -> bytes:
+    if ref.startswith(("http://", "https://")):
+        async with aiohttp.ClientSession() as session, session.get(ref) as response:
+            if response.status != 200:
+                raise aiohttp.ClientResponseError(
+                    response.request_info, (), status=response.status, message="GET failed"
+                )
+            return await response.read()
+    return await asyncio.to_thread(Path(ref).read_bytes)
 
 
 def _peer(request: web.Request) -> tuple[str, int] | None:

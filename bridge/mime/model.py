@@ -104,6 +104,11 @@ class Attachment(_Model):
     message: EnclosedMessage | None = Field(
         default=None, description="For message/rfc822 parts: the enclosed message's headers."
     )
+    content_ref: str | None = Field(
+        default=None,
+        description="Where the content was stored when sent by reference (an https URL, "
+        "e.g. a presigned S3 URL, or a file path); its bytes hash to sha256. Null otherwise.",
+    )
 
 
 class Defect(_Model):
@@ -155,6 +160,11 @@ class Payload(_Model):
     sha256: str | None = Field(description="Hex SHA-256 of the raw message; null if headers-only.")
     raw: Base64Text | None = Field(
         default=None, description="The raw message in base64 when include_raw is on."
+    )
+    raw_ref: str | None = Field(
+        default=None,
+        description="Where the raw message was stored when include_raw is on and it was sent "
+        "by reference (URL or file path); its bytes hash to sha256. Null otherwise.",
     )
     body_omitted: bool = Field(default=False, description="True for a headers-only payload.")
     body_omitted_reason: str | None = Field(default=None, description='e.g. "size".')

@@ -9,11 +9,17 @@ Typical use by the poller::
 """
 
 from bridge.webhook.breaker import BreakerState, CircuitBreaker
-from bridge.webhook.client import OnBreakerChange, OnRequest, WebhookClient
+from bridge.webhook.client import (
+    OnBreakerChange,
+    OnRequest,
+    OnTooLarge,
+    ReferenceBody,
+    WebhookClient,
+)
 from bridge.webhook.outcome import DeliveryKind, DeliveryOutcome
 from bridge.webhook.policy import Verdict, backoff_delay, classify, parse_retry_after, status_class
 from bridge.webhook.signing import decode_secret, sign, webhook_id
-from bridge.webhook.target import BasicAuth, WebhookTarget
+from bridge.webhook.target import BasicAuth, TooLargePolicy, WebhookTarget
 
 __all__ = [
     "BasicAuth",
@@ -23,6 +29,9 @@ __all__ = [
     "DeliveryOutcome",
     "OnBreakerChange",
     "OnRequest",
+    "OnTooLarge",
+    "ReferenceBody",
+    "TooLargePolicy",
     "Verdict",
     "WebhookClient",
     "WebhookTarget",

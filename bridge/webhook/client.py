@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import inspect
 import random
 import ssl
 import time
@@ -22,6 +23,7 @@ from aiohttp.helpers import get_env_proxy_for_url
 from yarl import URL
 
 from bridge import __version__
+from bridge.errors import AttachmentStoreError
 from bridge.redact import scrub, scrub_values
 from bridge.webhook.breaker import BreakerState, CircuitBreaker
 from bridge.webhook.outcome import DeliveryKind, DeliveryOutcome
@@ -35,7 +37,7 @@ from bridge.webhook.policy import (
 from bridge.webhook.signing import sign
 from bridge.webhook.target import WebhookTarget
 
-__all__ = ["OnBreakerChange", "OnRequest", "WebhookClient"]
+__all__ = ["OnBreakerChange", "OnRequest", "OnTooLarge", "ReferenceBody", "WebhookClient"]
 
 OnRequest = Callable[[str, str, float], None]
 """``on_request(target_name, status_class, seconds)`` after every HTTP attempt.
@@ -44,6 +46,15 @@ OnRequest = Callable[[str, str, float], None]
 
 OnBreakerChange = Callable[[str, BreakerState], None]
 """``on_breaker_change(target_name, new_state)`` whenever a target's breaker changes state."""
+
+OnTooLarge = Callable[[str, str], None]
+"""``on_too_large(target_name, action)`` each time a body was too large for a target (a 413,
+or over its ``max_payload_bytes``); ``action`` is ``"reference"``, ``"parked"`` or
+``"rejected"``."""
+
+ReferenceBody = Callable[[], bytes | Awaitable[bytes]]
+"""Gives the smaller body to send instead (attachments by reference); may be a coroutine
+function. It may raise :class:`~bridge.errors.AttachmentStoreError` (then: TRANSIENT)."""
 
 _ERROR_BODY_BYTES = 512
 _ERROR_TEXT_CHARS = 200
@@ -80,6 +91,7 @@ class _Call:
         retry_after: float | None = None,
         *,
         retry_after_from_receiver: bool = False,
+        parked: bool = False,
     ) -> DeliveryOutcome:
         """Build the outcome of the call, ending with ``attempt``."""
         return DeliveryOutcome(
@@ -93,6 +105,7 @@ class _Call:
             duration=self.clock() - self.start,
             retry_after=retry_after,
             used_reference=self.used_reference,
+            parked=parked,
         )
 
 
@@ -114,6 +127,7 @@ class WebhookClient:
         rng: random.Random | None = None,
         on_request: OnRequest | None = None,
         on_breaker_change: OnBreakerChange | None = None,
+        on_too_large: OnTooLarge | None = None,
         ssl_context: ssl.SSLContext | None = None,
         pool_size: int = 100,
         user_agent: str = f"popbridge/{__version__}",
@@ -131,6 +145,7 @@ class WebhookClient:
         self._rng = rng if rng is not None else random.Random()
         self._on_request = on_request
         self._on_breaker_change = on_breaker_change
+        self._on_too_large = on_too_large
         self._ssl: ssl.SSLContext | bool = ssl_context if ssl_context is not None else True
         self._pool_size = pool_size
         self._user_agent = user_agent
@@ -203,7 +218,7 @@ class WebhookClient:
         webhook_id: str,
         body: bytes,
         *,
-        reference_body: Callable[[], bytes] | None = None,
+        reference_body: ReferenceBody | None = None,
     ) -> DeliveryOutcome:
         """POST ``body`` to ``target`` until it is acknowledged, rejected or attempts run out.
 
@@ -211,10 +226,15 @@ class WebhookClient:
         retried after exponential backoff with full jitter, or after the
         receiver's ``Retry-After`` when that is within ``target.backoff_max``
         (a longer one ends the call at once), up to ``target.max_attempts``
-        requests -> TRANSIENT. 413 -> one resend of ``reference_body()`` if given,
-        else REJECTED. Other 4xx and 3xx -> REJECTED. An open breaker ->
-        CIRCUIT_OPEN without a request; a breaker that opens during the call
-        ends it as TRANSIENT. Only an exception from ``reference_body`` escapes.
+        requests -> TRANSIENT. 413, or a body over ``target.max_payload_bytes``
+        (then without a request) -> what ``target.on_too_large`` says: one resend of
+        ``reference_body()`` (``"reference"``; REJECTED when there is none), or REJECTED
+        with ``parked`` (``"park"``), or REJECTED (``"reject"``); a reference body that is
+        still too large ends REJECTED with ``parked`` unless the policy is reject, and one
+        that cannot be made (:class:`~bridge.errors.AttachmentStoreError`) ends TRANSIENT.
+        Other 4xx and 3xx -> REJECTED. An open breaker -> CIRCUIT_OPEN without a
+        request; a breaker that opens during the call ends it as TRANSIENT. Only an
+        exception from ``reference_body`` other than AttachmentStoreError escapes.
         """
         if self._closed:
             raise RuntimeError("this WebhookClient is closed")
@@ -237,6 +257,15 @@ class WebhookClient:
         payload = body
         transient_failures = 0
         try:
+            limit = target.max_payload_bytes
+            if limit is not None and len(payload) > limit:
+                over = _Attempt(
+                    None, f"body of {len(payload)} bytes over max_payload_bytes={limit}"
+                )
+                decided = await self._too_large(call, over, reference_body)
+                if isinstance(decided, DeliveryOutcome):
+                    return decided
+                payload = decided
             while True:
                 call.requests += 1
                 attempt = await self._post(target, webhook_id, payload)
@@ -249,13 +278,11 @@ class WebhookClient:
                 if verdict is Verdict.ACKED:
                     return call.finish(DeliveryKind.ACKED, attempt, None)
                 if verdict is Verdict.TOO_LARGE:
-                    if reference_body is not None and not call.used_reference:
-                        payload = reference_body()
-                        call.used_reference = True
-                        continue
-                    why = " even without attachment contents" if call.used_reference else ""
-                    error = f"{attempt.detail}: too large{why}"
-                    return call.finish(DeliveryKind.REJECTED, attempt, error)
+                    decided = await self._too_large(call, attempt, reference_body)
+                    if isinstance(decided, DeliveryOutcome):
+                        return decided
+                    payload = decided
+                    continue
                 if verdict is Verdict.REJECTED:
                     return call.finish(DeliveryKind.REJECTED, attempt, attempt.detail)
 
@@ -292,6 +319,43 @@ class WebhookClient:
         finally:
             if probing:  # cancelled or failed mid-probe: let the next caller probe
                 breaker.release()
+
+    async def _too_large(
+        self, call: _Call, attempt: _Attempt, reference_body: ReferenceBody | None
+    ) -> bytes | DeliveryOutcome:
+        """Apply ``on_too_large``: the reference body to send next, or how the call ends."""
+        target = call.target
+        policy = target.on_too_large
+        if call.used_reference:
+            parked = policy != "reject"
+            self._count_too_large(target.name, "parked" if parked else "rejected")
+            error = f"{attempt.detail}: too large even without attachment contents"
+            return call.finish(DeliveryKind.REJECTED, attempt, error, parked=parked)
+        if policy == "park":
+            self._count_too_large(target.name, "parked")
+            error = f"{attempt.detail}: too large; left on the server (on_too_large: park)"
+            return call.finish(DeliveryKind.REJECTED, attempt, error, parked=True)
+        if policy == "reject" or reference_body is None:
+            self._count_too_large(target.name, "rejected")
+            return call.finish(DeliveryKind.REJECTED, attempt, f"{attempt.detail}: too large")
+        try:
+            made = reference_body()
+            reference = await made if inspect.isawaitable(made) else made
+        except AttachmentStoreError as exc:
+            error = f"{attempt.detail}: too large, and attachments could not be stored: {exc}"
+            return call.finish(DeliveryKind.TRANSIENT, attempt, error)
+        assert isinstance(reference, bytes)
+        call.used_reference = True
+        limit = target.max_payload_bytes
+        if limit is not None and len(reference) > limit:
+            detail = f"body by reference of {len(reference)} bytes over max_payload_bytes={limit}"
+            return await self._too_large(call, _Attempt(attempt.status, detail), reference_body)
+        self._count_too_large(target.name, "reference")
+        return reference
+
+    def _count_too_large(self, target_name: str, action: str) -> None:
+        if self._on_too_large is not None:
+            self._on_too_large(target_name, action)
 
     async def _post(self, target: WebhookTarget, webhook_id: str, payload: bytes) -> _Attempt:
         """Send one signed request and report its status class to ``on_request``."""

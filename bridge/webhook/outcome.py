@@ -18,7 +18,8 @@ class DeliveryKind(enum.Enum):
     TRANSIENT = "transient"
     """Still failing after the allowed attempts (408/425/429/5xx, timeout, connection error)."""
     REJECTED = "rejected"
-    """The receiver refused it (other 4xx, 3xx, or 413 even in reference mode)."""
+    """The receiver refused it (other 4xx, 3xx), or it was too large for the target (413 or
+    over ``max_payload_bytes``) and the target's ``on_too_large`` is park or reject."""
     CIRCUIT_OPEN = "circuit_open"
     """Not attempted: the target's circuit breaker is open."""
 
@@ -47,6 +48,9 @@ class DeliveryOutcome:
     used_reference: bool = False
     retry_after_from_receiver: bool = False
     """True when ``retry_after`` is the receiver's own ``Retry-After`` (not a breaker wait)."""
+    parked: bool = False
+    """REJECTED because it was too large for the target under ``on_too_large: park`` (or even
+    by reference): the message must stay on the server, never be dead-lettered."""
 
     @property
     def acked(self) -> bool:

@@ -11,12 +11,16 @@ import ssl
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
+from typing import Literal
 from urllib.parse import urlsplit
 
 from bridge.redact import basic_forms, secret_forms
 from bridge.webhook.signing import SECRET_PREFIX, decode_secret
 
-__all__ = ["RESERVED_HEADERS", "BasicAuth", "WebhookTarget"]
+__all__ = ["RESERVED_HEADERS", "BasicAuth", "TooLargePolicy", "WebhookTarget"]
+
+TooLargePolicy = Literal["reference", "park", "reject"]
+"""What to do with a body the receiver finds too large (413) or over ``max_payload_bytes``."""
 
 RESERVED_HEADERS = frozenset(
     {
@@ -59,6 +63,11 @@ class WebhookTarget:
     opens after ``breaker_threshold`` consecutive transient failures, waits
     ``breaker_cooldown`` before a probe, and doubles that wait after each failed
     probe up to ``breaker_cooldown_max``.
+
+    ``on_too_large`` says what happens when the receiver answers 413, or when a body is over
+    ``max_payload_bytes`` (then nothing is sent): ``"reference"`` sends the reference body
+    the caller provides (attachments by reference) once, ``"park"`` ends the call REJECTED
+    with ``parked`` set (the message must stay on the server), ``"reject"`` ends it REJECTED.
     """
 
     name: str
@@ -78,6 +87,8 @@ class WebhookTarget:
     ssl_context: ssl.SSLContext | None = field(default=None, repr=False, compare=False)
     """TLS settings for this target only (private CA, client certificate); None: the
     client's default (the system trust store)."""
+    on_too_large: TooLargePolicy = "reference"
+    max_payload_bytes: int | None = None
 
     def __post_init__(self) -> None:
         """Validate every field; errors name the target and field, never a secret."""
@@ -124,6 +135,10 @@ class WebhookTarget:
             raise ValueError(f"{where}: max_attempts must be at least 1")
         if self.breaker_threshold < 1:
             raise ValueError(f"{where}: breaker_threshold must be at least 1")
+        if self.on_too_large not in ("reference", "park", "reject"):
+            raise ValueError(f"{where}: on_too_large must be reference, park or reject")
+        if self.max_payload_bytes is not None and self.max_payload_bytes < 1:
+            raise ValueError(f"{where}: max_payload_bytes must be at least 1")
 
     def sensitive_values(self) -> tuple[str, ...]:
         """Every secret of this target in every form it is sent, for scrubbing texts.

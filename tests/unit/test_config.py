@@ -638,7 +638,7 @@ def test_config_schema_describes_every_key_and_marks_secrets() -> None:
     assert schema["$schema"].startswith("https://json-schema.org/")
     assert set(schema["properties"]) == {
         "data_dir", "http", "log", "max_concurrent_sessions", "shutdown_grace",
-        "webhooks", "oauth2", "mailboxes",
+        "webhooks", "oauth2", "mailboxes", "attachments",
     }  # fmt: skip
     mailbox = schema["$defs"]["MailboxConfig"]["properties"]
     for key in ("name", "host", "port", "tls", "ca_file", "username", "password_file", "auth",

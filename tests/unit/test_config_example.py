@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from bridge.config import (
+    AttachmentsConfig,
     BasicAuthConfig,
     Config,
     HttpConfig,
@@ -55,7 +56,16 @@ def test_example_config_needs_its_secrets() -> None:
 
 @pytest.mark.parametrize(
     "model",
-    [Config, HttpConfig, LogConfig, WebhookConfig, BasicAuthConfig, MailboxConfig, OAuth2Config],
+    [
+        Config,
+        HttpConfig,
+        LogConfig,
+        WebhookConfig,
+        BasicAuthConfig,
+        MailboxConfig,
+        AttachmentsConfig,
+        OAuth2Config,
+    ],
 )
 def test_every_key_is_documented(model: type[Config]) -> None:
     """docs/config.md has a table row for every config key (`key` in the first column)."""

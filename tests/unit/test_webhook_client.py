@@ -20,7 +20,7 @@ import trustme
 from standardwebhooks.webhooks import Webhook
 
 from bridge import __version__
-from bridge.errors import WebhookRejectedError, WebhookTransientError
+from bridge.errors import AttachmentStoreError, WebhookRejectedError, WebhookTransientError
 from bridge.webhook import (
     BasicAuth,
     BreakerState,
@@ -346,6 +346,123 @@ async def test_reference_body_is_retried_on_transient_failure(
     outcome = await deliver(harness, target(receiver.url), reference_body=lambda: b"{}")
     assert outcome.kind is DeliveryKind.ACKED
     assert [r.body for r in receiver.requests] == [BODY, b"{}", b"{}"]
+
+
+async def test_413_with_on_too_large_park_keeps_the_message_and_counts_it(
+    receiver: WebhookReceiver,
+) -> None:
+    """on_too_large: park -> REJECTED with parked set after one request; counted as parked."""
+    counted: list[tuple[str, str]] = []
+    h = Harness()
+    client = h.make(on_too_large=lambda t, a: counted.append((t, a)))
+    receiver.reply(413)
+    try:
+        outcome = await client.deliver(
+            target(receiver.url, on_too_large="park"), WID, BODY, reference_body=lambda: b"{}"
+        )
+    finally:
+        await client.close()
+    assert (outcome.kind, outcome.parked, outcome.attempts) == (DeliveryKind.REJECTED, True, 1)
+    assert [r.body for r in receiver.requests] == [BODY]
+    assert counted == [("hooks", "parked")]
+    assert outcome.error is not None
+    assert "left on the server" in outcome.error
+
+
+async def test_413_with_on_too_large_reject_is_a_plain_rejection(
+    harness: Harness, receiver: WebhookReceiver
+) -> None:
+    """on_too_large: reject -> REJECTED without parked (the reject policy applies)."""
+    receiver.reply(413)
+    outcome = await deliver(
+        harness, target(receiver.url, on_too_large="reject"), reference_body=lambda: b"{}"
+    )
+    assert (outcome.kind, outcome.parked, outcome.attempts) == (DeliveryKind.REJECTED, False, 1)
+
+
+async def test_reference_too_large_as_well_is_parked(
+    harness: Harness, receiver: WebhookReceiver
+) -> None:
+    """A 413 to the reference body too: REJECTED with parked (never dropped), no third try."""
+    receiver.reply(413)
+    outcome = await deliver(harness, target(receiver.url), reference_body=lambda: b"{}")
+    assert (outcome.kind, outcome.parked, outcome.attempts) == (DeliveryKind.REJECTED, True, 2)
+
+
+async def test_async_reference_body_is_awaited(harness: Harness, receiver: WebhookReceiver) -> None:
+    """reference_body may be a coroutine function (the claim check writes to a store)."""
+
+    async def make_reference() -> bytes:
+        await asyncio.sleep(0)
+        return b'{"by": "reference"}'
+
+    receiver.sequence([413, 200])
+    outcome = await deliver(harness, target(receiver.url), reference_body=make_reference)
+    assert (outcome.kind, outcome.used_reference) == (DeliveryKind.ACKED, True)
+    assert [r.body for r in receiver.requests] == [BODY, b'{"by": "reference"}']
+
+
+async def test_store_failure_while_making_the_reference_is_transient(
+    harness: Harness, receiver: WebhookReceiver
+) -> None:
+    """An AttachmentStoreError from reference_body -> TRANSIENT: the message stays, retried."""
+
+    async def broken() -> bytes:
+        raise AttachmentStoreError("attachment store directory /x: disk full", store="dir")
+
+    receiver.reply(413)
+    outcome = await deliver(harness, target(receiver.url), reference_body=broken)
+    assert (outcome.kind, outcome.status, outcome.attempts) == (DeliveryKind.TRANSIENT, 413, 1)
+    assert outcome.error is not None
+    assert "disk full" in outcome.error
+    assert harness.client is not None
+    assert harness.client.breaker_state("hooks") is BreakerState.CLOSED
+
+
+async def test_max_payload_bytes_sends_by_reference_up_front(
+    harness: Harness, receiver: WebhookReceiver
+) -> None:
+    """A body over max_payload_bytes is never sent: the reference body goes first, and acks."""
+    outcome = await deliver(
+        harness,
+        target(receiver.url, max_payload_bytes=len(BODY) - 1),
+        reference_body=lambda: b"{}",
+    )
+    assert (outcome.kind, outcome.attempts, outcome.used_reference) == (
+        DeliveryKind.ACKED,
+        1,
+        True,
+    )
+    assert [r.body for r in receiver.requests] == [b"{}"]
+
+
+async def test_max_payload_bytes_with_park_sends_nothing(
+    harness: Harness, receiver: WebhookReceiver
+) -> None:
+    """Over max_payload_bytes under on_too_large: park -> parked without any request."""
+    outcome = await deliver(
+        harness, target(receiver.url, max_payload_bytes=10, on_too_large="park")
+    )
+    assert (outcome.kind, outcome.parked, outcome.attempts, outcome.status) == (
+        DeliveryKind.REJECTED,
+        True,
+        0,
+        None,
+    )
+    assert outcome.error is not None
+    assert "over max_payload_bytes=10" in outcome.error
+    assert receiver.requests == []
+
+
+async def test_reference_still_over_max_payload_bytes_is_parked_unsent(
+    harness: Harness, receiver: WebhookReceiver
+) -> None:
+    """A reference body over max_payload_bytes as well is parked; nothing is sent."""
+    outcome = await deliver(
+        harness, target(receiver.url, max_payload_bytes=10), reference_body=lambda: b"x" * 11
+    )
+    assert (outcome.kind, outcome.parked, outcome.attempts) == (DeliveryKind.REJECTED, True, 0)
+    assert receiver.requests == []
 
 
 # ---------------------------------------------------------------------- secrets
