@@ -59,6 +59,9 @@ class Inventory:
     listed: set[str] = field(default_factory=set)
     """The identities as listed, before any content hash was added (what prune keeps)."""
     problems: list[str] = field(default_factory=list)
+    unidentified: int = 0
+    """Listed messages left out because no identity could be had now: the ledger must not
+    prune, or their acknowledged, uncommitted rows would be forgotten."""
     uidl_refused: Pop3ResponseError | None = None
     """The ``-ERR`` to UIDL of a server that does not offer it (header identities used)."""
     uidl_missing: bool = False
@@ -116,6 +119,7 @@ async def take_inventory(
             identities[num] = listed
     found.listed = {key_base(uid) for uid in identities.values()} | set(identities.values())
     await _tell_apart(client, identities, sizes, known, max_message_bytes, found)
+    found.unidentified = len(sizes) - len(identities)
     found.messages = [
         Message(num=num, uid=uid, size=sizes[num], webhook_id=webhook_id(mailbox, uid))
         for num, uid in identities.items()
@@ -181,9 +185,14 @@ async def header_blocks(client: Pop3Client, nums: list[int]) -> dict[int, bytes]
     cannot be retrieved now (gone since LIST) is left out."""
     if not nums:
         return {}
-    if can_top(client):
-        return {num: await client.top(num, 0) for num in nums}
     heads: dict[int, bytes] = {}
+    if can_top(client):
+        for num in nums:
+            try:
+                heads[num] = await client.top(num, 0)
+            except Pop3ResponseError:
+                continue  # refused now (gone since LIST, a server fault): not this session
+        return heads
     async for num, raw in client.retr_each(nums, max_bytes=None):
         if isinstance(raw, bytes):
             heads[num] = header_of(raw)

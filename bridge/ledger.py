@@ -39,6 +39,7 @@ import asyncio
 import contextlib
 import enum
 import os
+import re
 import sqlite3
 import threading
 import time
@@ -92,9 +93,15 @@ Content = tuple[int, str]
 """``(raw_size, raw_sha256)``: what was acknowledged, the proof a reconcile DELE needs."""
 
 
+_CONTENT_SUFFIX = re.compile(r"(.+)~t?[0-9a-f]{23,24}(?:#\d+)?")
+
+
 def identity_base(key: str) -> str:
-    """The listed identity a ledger key derives from: ``u`` for ``u~<content hash>``."""
-    return key.split("~", 1)[0]
+    """The listed identity a ledger key derives from: ``u`` for ``u~<content hash>``.
+
+    ``~`` is a legal UIDL character: only a suffix shaped like a content hash counts."""
+    found = _CONTENT_SUFFIX.fullmatch(key)
+    return found.group(1) if found else key
 
 
 @dataclass(frozen=True, slots=True)
@@ -116,6 +123,10 @@ class Row:
     committed_at: float | None
     raw_size: int | None = None
     raw_sha256: str | None = None
+    retr_failures: int = 0
+    """Consecutive failed RETRs of the message (its own backoff, apart from webhook attempts)."""
+    refused: bool = False
+    """Parked because the target refused it (a webhook rejection), not for a fetch problem."""
 
     @property
     def done(self) -> bool:
@@ -157,6 +168,8 @@ _MIGRATIONS: dict[int, str] = {
     2: """
 ALTER TABLE deliveries ADD COLUMN raw_size INTEGER;
 ALTER TABLE deliveries ADD COLUMN raw_sha256 TEXT;
+ALTER TABLE deliveries ADD COLUMN retr_failures INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE deliveries ADD COLUMN refused INTEGER NOT NULL DEFAULT 0;
 CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT) WITHOUT ROWID
 """,
 }
@@ -164,7 +177,8 @@ CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT) WITHOUT ROWID
 
 _COLUMNS = (
     "mailbox, uidl, target, state, attempts, last_error, next_attempt_at, webhook_id, "
-    "first_seen_at, size, updated_at, dele_sent_at, committed_at, raw_size, raw_sha256"
+    "first_seen_at, size, updated_at, dele_sent_at, committed_at, raw_size, raw_sha256, "
+    "retr_failures, refused"
 )
 _ERROR_CHARS = 1000
 # Queries assembled only from the constants above, never from input.
@@ -508,7 +522,7 @@ class Ledger:
             uidl,
             names,
             "state = ?, attempts = attempts + 1, last_error = NULL, next_attempt_at = NULL, "
-            "raw_size = ?, raw_sha256 = ?",
+            "raw_size = ?, raw_sha256 = ?, retr_failures = 0, refused = 0",
             (RowState.ACKED, *(content or (None, None))),
             now,
             durable=durable,
@@ -541,7 +555,8 @@ class Ledger:
             mailbox,
             uidl,
             (target,),
-            "state = ?, attempts = attempts + 1, last_error = ?, next_attempt_at = ?",
+            "state = ?, attempts = attempts + 1, last_error = ?, next_attempt_at = ?, "
+            "retr_failures = 0, refused = 0",
             (RowState.TRANSIENT, _clip(error), next_attempt_at),
             now,
         )
@@ -556,6 +571,7 @@ class Ledger:
         now: float | None = None,
         *,
         backoff_base: float | None = None,
+        refused: bool = True,
     ) -> float:
         """Park a rejected message for ``target``; returns its next attempt time.
 
@@ -578,12 +594,70 @@ class Ledger:
                 when = stamp + park_backoff(attempts, base=base, cap=self._park_max)
             conn.execute(
                 "UPDATE deliveries SET state = ?, attempts = ?, last_error = ?, "
-                "next_attempt_at = ?, updated_at = ? WHERE mailbox = ? AND uidl = ? AND target = ?",
-                (RowState.PARKED, attempts, _clip(error), when, stamp, mailbox, uidl, target),
+                "next_attempt_at = ?, updated_at = ?, refused = ? "
+                "WHERE mailbox = ? AND uidl = ? AND target = ?",
+                (
+                    RowState.PARKED,
+                    attempts,
+                    _clip(error),
+                    when,
+                    stamp,
+                    int(refused),
+                    mailbox,
+                    uidl,
+                    target,
+                ),
             )
             return when
 
         return self._run("mark_parked", work, durable=True)
+
+    def mark_retr_failed(
+        self,
+        mailbox: str,
+        uidl: str,
+        targets: Iterable[str],
+        error: str,
+        *,
+        backoff_base: float,
+        now: float | None = None,
+    ) -> float:
+        """The message could not be retrieved: ``targets`` wait ``backoff_base`` doubling with
+        each consecutive failed RETR (not with webhook attempts); returns the next attempt time.
+
+        The rows become ``transient``: nobody refused the message, so it never counts as
+        rejected (a dead-letter decision needs every target to have answered)."""
+        stamp = self._now(now)
+        names = tuple(targets)
+
+        def work(conn: sqlite3.Connection) -> float:
+            found = conn.execute(
+                "SELECT MAX(retr_failures) FROM deliveries WHERE mailbox = ? AND uidl = ?",
+                (mailbox, uidl),
+            ).fetchone()
+            failures = int(found[0] or 0) + 1
+            when = stamp + park_backoff(failures, base=backoff_base, cap=self._park_max)
+            for target in names:
+                cursor = conn.execute(
+                    "UPDATE deliveries SET state = ?, last_error = ?, next_attempt_at = ?, "
+                    "retr_failures = ?, refused = 0, updated_at = ? "
+                    "WHERE mailbox = ? AND uidl = ? AND target = ?",
+                    (
+                        RowState.TRANSIENT,
+                        _clip(error),
+                        when,
+                        failures,
+                        stamp,
+                        mailbox,
+                        uidl,
+                        target,
+                    ),
+                )
+                if cursor.rowcount == 0:
+                    raise _missing(mailbox, uidl, (target,))
+            return when
+
+        return self._run("mark_retr_failed", work, durable=True)
 
     def mark_dead_lettered(
         self,
@@ -779,7 +853,7 @@ def _row(values: tuple[Any, ...]) -> Row:
     (mailbox, uidl, target, state, attempts, error, nxt, wid, first, size, upd, dele, com) = values[
         :13
     ]
-    raw_size, raw_sha256 = values[13:15]
+    raw_size, raw_sha256, retr_failures, refused = values[13:17]
     return Row(
         mailbox=str(mailbox),
         uidl=str(uidl),
@@ -796,6 +870,8 @@ def _row(values: tuple[Any, ...]) -> Row:
         committed_at=None if com is None else float(com),
         raw_size=None if raw_size is None else int(raw_size),
         raw_sha256=None if raw_sha256 is None else str(raw_sha256),
+        retr_failures=int(retr_failures or 0),
+        refused=bool(refused),
     )
 
 

@@ -54,7 +54,7 @@ from bridge.mime import (
     payload_json,
 )
 from bridge.pop3 import Pop3Client
-from bridge.reconcile import Acknowledged, acknowledged, content_digest, verify
+from bridge.reconcile import HEAD_PREFIX, Acknowledged, acknowledged, content_digest, verify
 from bridge.webhook import (
     DeliveryKind,
     DeliveryOutcome,
@@ -189,6 +189,8 @@ class Poller:
         self.clock = clock or SystemClock()
         self.claim_check = claim_check  # attachments by reference; None: no content store
         self._lock = asyncio.Lock()
+        self.unverifiable: dict[str, float] = {}
+        """Acknowledged messages whose proof timed out: uid -> monotonic time to try again."""
 
     @property
     def name(self) -> str:
@@ -381,7 +383,8 @@ class _Session:
             self.log.warning("uidl_problems", problems=found.problems[:10])
         self._check_stability(known, found.listed)
         inventory = await self._prove(found.messages, known)
-        ledger.prune(mailbox, {m.uid for m in inventory} | found.listed)
+        if not found.unidentified:  # a message without identity now may have rows to keep
+            ledger.prune(mailbox, {m.uid for m in inventory} | found.listed)
         rows = ledger.rows(mailbox)
         now = self.p.clock.time()
 
@@ -409,7 +412,9 @@ class _Session:
             pending.append((msg, due))
             self._waiting[msg.uid] = waiting
             self._refused[msg.uid] = {
-                t for t in waiting if t in targets and targets[t].state == RowState.PARKED
+                t
+                for t in waiting
+                if t in targets and targets[t].state == RowState.PARKED and targets[t].refused
             }
             if len(waiting) < len(self.policy.targets):
                 # Some target acknowledged it before: check it is still that message.
@@ -454,11 +459,19 @@ class _Session:
         """Check the messages every target acknowledged before (reconcile candidates) against
         what was acknowledged; the unproven become new messages (see :mod:`bridge.reconcile`)."""
         targets = self.policy.targets
+        now = self.p.clock.monotonic()
+        later = {uid for uid, until in self.p.unverifiable.items() if until > now}
         candidates = [
             (m, acknowledged(known[m.uid]))
             for m in inventory
-            if m.uid in known and all(t in known[m.uid] and known[m.uid][t].done for t in targets)
+            if m.uid in known
+            and m.uid not in later
+            and all(t in known[m.uid] and known[m.uid][t].done for t in targets)
         ]
+        held_back = [m for m in inventory if m.uid in later]
+        if held_back:
+            self.result.skipped += len(held_back)
+            inventory = [m for m in inventory if m.uid not in later]
         if not candidates:
             return inventory
         verdict = await verify(
@@ -467,6 +480,18 @@ class _Session:
             candidates=candidates,
             max_message_bytes=self.policy.max_message_bytes,
         )
+        if verdict.timed_out is not None:
+            # Its proof could not be retrieved in time: leave it alone for a while (it stays
+            # on the server, nothing is posted), reconnect and go on with the others.
+            stuck = verdict.timed_out
+            self.p.unverifiable[stuck.uid] = now + self.policy.retr_retry_base
+            self._timed_out = stuck
+            self.result.retr_failed += 1
+            self.p.metrics.retr_failed(self.policy.name, "timeout")
+            self.log.warning("reconcile_timed_out", uidl=stuck.uid)
+            failure = self._client().failure
+            assert isinstance(failure, Pop3TimeoutError)
+            raise failure
         replaced = {old.num: new for old, new in verdict.renamed}
         gone = {msg.num for msg, _ in verdict.unreadable}
         for old, new in verdict.renamed:
@@ -666,6 +691,9 @@ class _Session:
             raise timeout from exc
         finally:
             await items.aclose()  # type: ignore[attr-defined]  # an async generator
+        # Stopped early (budget, SIGTERM, strict order): the RETRs already sent are read and
+        # dropped now, under the transfer bounds, not inside the next DELE's timeout.
+        await client.discard_outstanding()
         return started
 
     async def _room(self) -> None:
@@ -691,11 +719,9 @@ class _Session:
             why = f"RETR of message {msg.num} refused: {getattr(error, 'text', '') or error}"
         self.result.retr_failed += 1
         self.p.metrics.retr_failed(mailbox, reason)
-        until = None
-        for target in due:
-            until = self.p.ledger.mark_parked(
-                mailbox, msg.uid, target, why, backoff_base=self.policy.retr_retry_base
-            )
+        until = self.p.ledger.mark_retr_failed(
+            mailbox, msg.uid, due, why, backoff_base=self.policy.retr_retry_base
+        )
         self.log.warning(
             "retr_failed", uidl=msg.uid, size=msg.size, reason=reason, error=why, retry_at=until
         )
@@ -725,7 +751,7 @@ class _Session:
         self.p.metrics.message_oversize(mailbox)
         until = self.p.clock.time() + self.policy.oversize_park_delay
         for target in due:
-            self.p.ledger.mark_parked(mailbox, msg.uid, target, reason, until)
+            self.p.ledger.mark_parked(mailbox, msg.uid, target, reason, until, refused=False)
         self.log.warning("oversize_parked", uidl=msg.uid, size=msg.size, reason=reason)
         if self.policy.strict_order:
             self._strict_blocked = True
@@ -738,7 +764,11 @@ class _Session:
             return
         self.result.oversize += 1
         self.p.metrics.message_oversize(self.policy.name)
-        head = await self._client().top(msg.num, 0)
+        try:
+            head = await self._client().top(msg.num, 0)
+        except Pop3ResponseError as exc:
+            self._retr_failed(msg, due, exc)  # refused now: the others go on
+            return
         self.result.fetched += 1
         self.result.fetched_bytes += len(head)
         self.p.metrics.message_fetched(self.policy.name)
@@ -788,10 +818,17 @@ class _Session:
     ) -> None:
         mailbox = self.policy.name
         began = time.monotonic()
-        if msg.uid in self._expected and data.raw is not None:
+        if msg.uid in self._expected:
+            # Some target acknowledged this identity before: is it still that message?
+            # No proof (no stored hash, another size, another hash) means a new message.
             ack = self._expected[msg.uid]
-            digest = content_digest(data.raw)
-            if ack is not None and ack.sha256 != digest:
+            if data.raw is not None:
+                digest = content_digest(data.raw)
+            else:
+                proof = (data.head or b"") + b"size:%d" % msg.size
+                digest = content_digest(proof, head_only=True)
+            same_size = ack is not None and ack.listed_size in (None, msg.size)
+            if ack is None or not same_size or ack.sha256 != digest:
                 renamed = self._reidentify(msg, digest)
                 if renamed is None:
                     return
@@ -853,7 +890,8 @@ class _Session:
         gets an identity of its content. Returns it with the targets still due, or None when
         every target already acknowledged this very content (it is then deleted)."""
         mailbox, targets = self.policy.name, self.policy.targets
-        key = content_key(msg.uid, digest, {})
+        short = digest.removeprefix(HEAD_PREFIX)
+        key = content_key(msg.uid, ("t" if short != digest else "") + short, {})
         new = Message(num=msg.num, uid=key, size=msg.size, webhook_id=webhook_id(mailbox, key))
         self.p.ledger.mark_seen(mailbox, [(key, new.webhook_id, msg.size)], targets)
         rows = self.p.ledger.rows_for(mailbox, key)
@@ -871,7 +909,9 @@ class _Session:
             self.result.reconciled += 1
             return None
         self._waiting[key] = waiting
-        self._refused[key] = {t for t in waiting if rows[t].state == RowState.PARKED}
+        self._refused[key] = {
+            t for t in waiting if rows[t].state == RowState.PARKED and rows[t].refused
+        }
         return new, waiting
 
     async def _record(
@@ -902,7 +942,11 @@ class _Session:
                 mailbox, msg.uid, sorted(acked), now, content=data.content, sync=False
             )
         for o in rejected:
-            ledger.mark_parked(mailbox, msg.uid, o.target, o.error or "rejected", None)
+            # A 413 parked for size is no refusal of the message (it must not be dead-lettered).
+            by_receiver = not getattr(o, "parked", False)
+            ledger.mark_parked(
+                mailbox, msg.uid, o.target, o.error or "rejected", None, refused=by_receiver
+            )
         for o in transient:
             # Due again at the next session unless the receiver itself asked for a pause
             # (Retry-After); a target that keeps failing is held back by its circuit

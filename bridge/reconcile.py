@@ -25,7 +25,7 @@ import hashlib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
-from bridge.errors import Pop3Error, Pop3ResponseError
+from bridge.errors import Pop3Error, Pop3ResponseError, Pop3TimeoutError
 from bridge.identity import Message, content_key, retr_limit
 from bridge.ledger import Row
 from bridge.pop3 import Pop3Client
@@ -81,6 +81,8 @@ class Verdict:
     """``(as listed, as a new message)``: no proof, posted under a new identity."""
     unreadable: list[tuple[Message, Pop3Error]] = field(default_factory=list)
     """RETR/TOP refused (gone since LIST) or too large: neither deleted nor posted now."""
+    timed_out: Message | None = None
+    """The candidate whose retrieval timed out (the connection is then closed)."""
 
 
 async def verify(
@@ -114,19 +116,31 @@ async def verify(
         for n, (m, a) in by_num.items()
         if m.size > max_message_bytes or (a is not None and a.head_only)
     ]
-    for num in heads:
-        msg, ack = by_num.pop(num)
-        try:
-            head = await client.top(num, 0)
-        except Pop3ResponseError as exc:
-            verdict.unreadable.append((msg, exc))
-            continue
-        decide(msg, ack, content_digest(head + b"size:%d" % msg.size, head_only=True))
-    limit = retr_limit(max_message_bytes)
-    async for num, item in client.retr_each(sorted(by_num), max_bytes=limit):
-        msg, ack = by_num[num]
-        if isinstance(item, Pop3Error):
-            verdict.unreadable.append((msg, item))
-            continue
-        decide(msg, ack, content_digest(item))
+    waiting = [by_num[n][0] for n in heads] + [
+        by_num[n][0] for n in sorted(by_num) if n not in heads
+    ]
+    try:
+        for num in heads:
+            msg, ack = by_num.pop(num)
+            try:
+                head = await client.top(num, 0)
+            except Pop3ResponseError as exc:
+                verdict.unreadable.append((msg, exc))
+                continue
+            finally:
+                waiting.pop(0)
+            decide(msg, ack, content_digest(head + b"size:%d" % msg.size, head_only=True))
+        limit = retr_limit(max_message_bytes)
+        async for num, item in client.retr_each(sorted(by_num), max_bytes=limit):
+            waiting.pop(0)
+            msg, ack = by_num[num]
+            if isinstance(item, Pop3Error):
+                verdict.unreadable.append((msg, item))
+                continue
+            decide(msg, ack, content_digest(item))
+    except Pop3Error as exc:
+        timeout = exc if isinstance(exc, Pop3TimeoutError) else client.failure
+        if not isinstance(timeout, Pop3TimeoutError) or not waiting:
+            raise
+        verdict.timed_out = waiting[0]  # the connection is gone; the caller reconnects
     return verdict

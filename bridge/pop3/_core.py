@@ -106,6 +106,16 @@ class ClientCore:
         """Commands sent whose replies have not been read yet (pipelining)."""
         return 0 if self._conn is None else self._conn.outstanding
 
+    async def discard_outstanding(self) -> None:
+        """Read and drop the replies to pipelined commands nobody waits for any more (a
+        consumer that stopped a pipelined ``retr_each`` early), under the multi-line bounds,
+        so that the next command's own timeout covers only its own reply."""
+        conn = self._conn
+        if conn is None or conn.closed or not conn.outstanding:
+            return
+        async with self._bounded("RETR", multiline=True):
+            await conn.discard_outstanding()
+
     @property
     def failure(self) -> BaseException | None:
         """What closed the connection, when a failure did; None while it is open."""

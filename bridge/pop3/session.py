@@ -92,6 +92,7 @@ class SessionMixin(ClientCore):
             max_line_length=self.max_line_length,
             mailbox=self.mailbox,
             min_rate=timeouts.min_rate,
+            status_timeout=timeouts.command,
         )
         try:
             left = None if connect_deadline is None else max(connect_deadline - loop.time(), 0)

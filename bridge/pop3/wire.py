@@ -125,8 +125,11 @@ class FrameReader:
         read_timeout: float | None,
         max_line_length: int = DEFAULT_MAX_LINE_LENGTH,
         min_rate: float | None = None,
+        status_timeout: float | None = None,
     ) -> None:
         self._reader = reader
+        self.status_timeout = status_timeout
+        """Longest time for one status line in total (a trickled ``+OK`` ends too)."""
         self._buf = bytearray(b"\n")
         self._pos = 1
         self.read_timeout = read_timeout
@@ -184,7 +187,19 @@ class FrameReader:
             rate.received += len(data)
 
     async def read_status(self, *, allow_continuation: bool = False) -> Response:
-        """Read one status line (``+OK``, ``-ERR``, or ``+`` when ``allow_continuation``)."""
+        """Read one status line (``+OK``, ``-ERR``, or ``+`` when ``allow_continuation``),
+        within ``status_timeout`` in total."""
+        try:
+            async with asyncio.timeout(self.status_timeout):
+                return await self._read_status(allow_continuation)
+        except TimeoutError as exc:
+            if isinstance(exc, Pop3TimeoutError):
+                raise
+            raise Pop3TimeoutError(
+                f"a status line took longer than {self.status_timeout} s; connection closed"
+            ) from exc
+
+    async def _read_status(self, allow_continuation: bool) -> Response:
         self._compact()
         limit = self.max_line_length
         while True:
@@ -326,9 +341,14 @@ class Connection:
         max_line_length: int = DEFAULT_MAX_LINE_LENGTH,
         mailbox: str | None = None,
         min_rate: float | None = None,
+        status_timeout: float | None = None,
     ) -> None:
         self.frames = FrameReader(
-            reader, read_timeout=read_timeout, max_line_length=max_line_length, min_rate=min_rate
+            reader,
+            read_timeout=read_timeout,
+            max_line_length=max_line_length,
+            min_rate=min_rate,
+            status_timeout=status_timeout,
         )
         self._writer = writer
         self._pending: collections.deque[PendingReply] = collections.deque()
@@ -498,6 +518,11 @@ class Connection:
             )
             await self.drain()
             return await self.wait(pending)
+
+    async def discard_outstanding(self) -> None:
+        """Read and drop the replies to every command sent and not waited for."""
+        if self._pending:
+            await self.wait(self._pending[-1])
 
     async def read_greeting(self) -> Response:
         """Read the server's greeting (the reply to no command)."""
