@@ -53,7 +53,13 @@ class _Bodies:
 
 def _can_be_root(part: Part) -> bool:
     """Whether a part can be what a multipart/related shows: text or a multipart."""
-    return part.content_type.startswith(("text/", "multipart/"))
+    return part.content_type.startswith(("text/", "multipart/")) and not _void(part)
+
+
+def _void(part: Part) -> bool:
+    """A part with neither header fields nor body (two boundary lines in a row): it carries
+    nothing, so it is neither a body nor an attachment."""
+    return not part.fields and part.body_end <= part.body_start and part.children is None
 
 
 def _join(pieces: list[str]) -> str | None:
@@ -148,6 +154,8 @@ class _Builder:
     def collect(self, part: Part, out: _Bodies, related: bool = False) -> None:
         children = part.children
         if children is None:
+            if _void(part):
+                return
             if not related and self.is_body(part):
                 target = out.htmls if part.content_type == "text/html" else out.texts
                 target.append(self.text(part))
@@ -177,7 +185,8 @@ class _Builder:
                     if cid is not None and bytes_to_text(cid).text.strip().strip("<>") == start:
                         root = index
                         break
-            elif not _can_be_root(children[0]):  # MHTML writers put resources first
+            elif not _can_be_root(children[0]):  # MHTML writers put resources first; a void
+                # part (a doubled boundary line) shows nothing
                 root = next((i for i, c in enumerate(children) if _can_be_root(c)), 0)
             for index, child in enumerate(children):
                 self.collect(child, out, related=index != root)

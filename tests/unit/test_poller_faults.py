@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import time
 from pathlib import Path
 from typing import Any
 
@@ -11,6 +12,7 @@ import pytest
 from bridge.app import App
 from bridge.config import Config
 from bridge.errors import Pop3ConnectionError, Pop3SysTempError
+from bridge.ledger import Ledger, RowState
 from tests.fakes.pop3server import FakePop3Server
 from tests.integration.kit import SECRET, make_message
 from tests.receiver import Reply, WebhookReceiver
@@ -345,12 +347,13 @@ async def test_removing_a_target_from_the_config_unblocks_its_messages(
     assert fake_pop3.messages == []
 
 
-async def test_message_larger_than_listed_is_parked_not_retried_forever(
+async def test_message_larger_than_listed_is_held_back_not_retried_forever(
     fake_pop3: FakePop3Server, receiver: WebhookReceiver, tmp_path: Path
 ) -> None:
-    """A message whose RETR passes the limit although LIST said it fits is skipped and parked
-    in the same session (its body read and dropped): the other messages flow, QUIT commits,
-    and the next session does not fetch it again before its backoff."""
+    """A message whose RETR passes the limit although LIST said it fits is skipped and held
+    back in the same session (its body read and dropped): the other messages flow, QUIT
+    commits, and the next session does not fetch it again before its backoff. Nobody refused
+    it, so it waits as a transient failure (not parked, never dead-lettered for it)."""
     fake_pop3.add(make_message(1, size=200_000))
     fake_pop3.add(make_message(2))
     fake_pop3.reply_on("LIST", "+OK\r\n1 500\r\n2 300\r\n.")
@@ -361,8 +364,13 @@ async def test_message_larger_than_listed_is_parked_not_retried_forever(
     assert [m.uid for m in fake_pop3.messages] == ["uid-000001"]
     assert [r.json()["subject"] for r in receiver.requests] == ["message 2"]
     metrics = app.metrics.render().decode()
-    assert 'bridge_parked_messages{mailbox="fake"} 1.0' in metrics
     assert 'bridge_retr_failures_total{mailbox="fake",reason="too_large"} 1.0' in metrics
+    assert 'bridge_messages_oversize_total{mailbox="fake"} 1.0' in metrics
+    with Ledger(tmp_path / "ledger.sqlite3") as ledger:
+        row = ledger.rows_for("fake", "uid-000001")["main"]
+    assert row.state is RowState.TRANSIENT
+    assert row.retr_failures == 1
+    assert (row.next_attempt_at or 0) > time.time() + 60
     retrs = fake_pop3.verbs.count("RETR")
     _, result = await _session(config)
     assert result.committed

@@ -5,6 +5,7 @@ silently skipped mail."""
 from __future__ import annotations
 
 import asyncio
+import sqlite3
 import time
 from pathlib import Path
 from typing import Any
@@ -71,8 +72,11 @@ async def test_retr_backoff_starts_short(
         row = ledger.rows_for("fake", "uid-000001")["main"]
         first_wait = (row.next_attempt_at or 0) - row.updated_at
     assert 60 <= first_wait <= 300
-    with Ledger(ledger_path) as ledger:  # pretend the wait is over, fail again
-        ledger.mark_transient("fake", "uid-000001", "main", "test", 0.0)
+    # Pretend the wait is over (only the time: a webhook failure would reset the count of
+    # failed RETRs), and fail again.
+    with sqlite3.connect(ledger_path) as conn:
+        conn.execute("UPDATE deliveries SET next_attempt_at = 0")
+    conn.close()
     await _session(config)
     with Ledger(ledger_path) as ledger:
         row = ledger.rows_for("fake", "uid-000001")["main"]
