@@ -24,9 +24,12 @@ bench/results/latest.json. Environment knobs:
 - ``BENCH_REPEAT`` (3): runs per method and workload; medians are reported.
 - ``BENCH_WORKLOADS`` (``small,mixed``).
 - ``BENCH_SKIP``: comma-separated methods to leave out (``fetchmail``, ``naive``, ``raw``,
-  ``client``, ``parse``, ``memory``, ``servers``).
+  ``client``, ``parse``, ``memory``, ``servers``, ``scale``).
 - ``BENCH_SERVERS_COUNT`` (2000): messages per server in the servers-side-by-side run
   (bench/servers.py: Dovecot, Courier, mailutils).
+- ``BENCH_SCALE`` (``500``): mailbox counts of the scale workload (bench/scale.py), e.g.
+  ``500,2000,10000``; ``BENCH_SCALE_TLS``, ``BENCH_SCALE_INTERVAL`` and
+  ``BENCH_SCALE_SECONDS`` are described there.
 - ``BENCH_LARGE_MB`` (50): size of the single large message for the memory figure.
 - ``BENCH_BRIDGE_MAILBOX``: JSON object merged into the bridge's mailbox config, for
   experiments such as ``{"delivery_concurrency": 16}`` (the default is the stock config).
@@ -682,6 +685,10 @@ def render(report: dict[str, Any]) -> str:
                     f"{m['peak_kib'] / 1024:.0f} MiB, small drain {m['warm_kib'] / 1024:.0f} "
                     f"MiB: +{m['warm_growth_bytes'] / 1e6:.1f} MB = {m['warm_ratio']:.2f}x |"
                 )
+    if report.get("scale"):
+        from bench.scale import render as render_scale
+
+        lines += ["", render_scale({**report["scale"], "checks": []})]
     lines += ["", "| target | measured | bound | result |", "|---|---:|---|---|"]
     for c in report["checks"]:
         value = f"{c['value']:,.2f}" if c["value"] < 100 else f"{c['value']:,.0f}"
@@ -758,6 +765,7 @@ def main() -> int:
     client: list[Row] = []
     memory: dict[str, Any] = {}
     parse: dict[str, Any] = {}
+    scale: dict[str, Any] = {}
     idle: Timed | None = None
     servers: list[dict[str, Any]] = []
     try:
@@ -837,6 +845,12 @@ def main() -> int:
                 )
         if os.environ.get("BENCH_PROFILE"):
             profile_bridge(b, workloads, Path(os.environ["BENCH_PROFILE"]))
+        if "scale" not in skip:
+            from bench import scale as scale_bench  # many idle mailboxes (issue 15)
+
+            sb = scale_bench.ScaleBench(dovecot, receiver.url, receiver.stats, receiver.reset, work)
+            scale = scale_bench.run_table(sb)
+            b.failures.extend(sb.failures)
     finally:
         receiver.stop()
         dovecot.stop()
@@ -869,7 +883,8 @@ def main() -> int:
         "parse": parse,
         "memory": memory,
         "servers": servers,
-        "checks": [asdict(c) for c in checks],
+        "checks": [asdict(c) for c in checks] + scale.get("checks", []),
+        "scale": scale,
         "failures": b.failures,
     }
     path = write_results(report)

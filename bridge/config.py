@@ -341,6 +341,18 @@ class LogConfig(_Model):
     )
 
 
+class MetricsConfig(_Model):
+    """What ``/metrics`` exports."""
+
+    mailbox_detail: Literal["essential", "full"] = Field(
+        default="essential",
+        description="essential: per mailbox only the last good poll, the oldest undelivered "
+        "message, the backlog and errors by kind, the rest summed over mailboxes (about 150 "
+        "bytes per mailbox); full: every counter and histogram per mailbox too (about 6 KB per "
+        "mailbox; for a few hundred mailboxes at most)",
+    )
+
+
 class BasicAuthConfig(_Model):
     """HTTP Basic authentication for a webhook target."""
 
@@ -892,6 +904,7 @@ class Config(_Model):
     )
     http: HttpConfig = Field(default_factory=HttpConfig)
     log: LogConfig = Field(default_factory=LogConfig)
+    metrics: MetricsConfig = Field(default_factory=MetricsConfig)
     max_concurrent_sessions: int = Field(
         default=8, ge=1, description="POP3 sessions open at once, over all mailboxes"
     )

@@ -3,25 +3,79 @@
 Every metric name is part of the public interface (docs/metrics.md). Labels only ever hold
 config names (mailbox, webhook target) or values of the small enums below; the helper
 methods check the enums so a typo cannot create a new series.
+
+Two levels of detail (``metrics.mailbox_detail`` in the config):
+
+- ``essential``: per mailbox only what an operator acts on per mailbox: the last good poll,
+  the oldest undelivered message, the backlog (:mod:`bridge.mailbox_series`) and errors by
+  kind (``bridge_mailbox_errors_total``, a series once a mailbox had that kind of error).
+  The message, session and POP3 counters drop the ``mailbox`` label: one series per target
+  or enum value, summed over the mailboxes. About 130-150 bytes of /metrics per mailbox.
+- ``full``: every counter and histogram also per mailbox, as in earlier versions (~6 KB per
+  mailbox): for installations with few mailboxes.
+
+No ``_created`` series are exported (they doubled the counters and histograms).
 """
 
 from __future__ import annotations
 
+import asyncio
 import platform
 import time
-from collections.abc import Callable, Iterable, Mapping
-from typing import Any, Final, Literal, TypeAlias, get_args
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from typing import Any, Final, Literal
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client import (
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    disable_created_metrics,
+    generate_latest,
+)
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
+from prometheus_client.metrics_core import Metric
+from prometheus_client.registry import Collector
 
 from bridge import __version__
+from bridge.mailbox_series import MailboxSeries
+from bridge.metric_labels import (
+    CIRCUIT_VALUES,
+    COMMIT_COMMANDS,
+    DELIVERY_FAILURE_REASONS,
+    ERROR_CODES,
+    IDENTITY_PROBLEMS,
+    MAILBOX_DETAILS,
+    MAILBOX_ERROR_KINDS,
+    RETR_FAILURES,
+    SESSION_OUTCOMES,
+    STATUS_CLASSES,
+    TOO_LARGE_ACTIONS,
+    CircuitState,
+    CommitCommand,
+    DeliveryFailureReason,
+    IdentityProblem,
+    MailboxDetail,
+    MailboxErrorKind,
+    RetrFailure,
+    SessionOutcome,
+    TooLargeAction,
+    check_label,
+    error_code_label,
+    status_class,
+)
+
+# `_created` doubles every counter and histogram and no alert or dashboard uses it. The switch
+# is process-wide in prometheus-client; the bridge owns its process.
+disable_created_metrics()  # type: ignore[no-untyped-call]  # the library leaves it untyped
 
 __all__ = [
     "COMMIT_COMMANDS",
     "DELIVERY_FAILURE_REASONS",
     "ERROR_CODES",
     "IDENTITY_PROBLEMS",
+    "MAILBOX_DETAILS",
+    "MAILBOX_ERROR_KINDS",
     "RETR_FAILURES",
     "SESSION_OUTCOMES",
     "STATUS_CLASSES",
@@ -29,6 +83,8 @@ __all__ = [
     "CircuitState",
     "DeliveryFailureReason",
     "IdentityProblem",
+    "MailboxDetail",
+    "MailboxErrorKind",
     "Metrics",
     "RetrFailure",
     "SessionOutcome",
@@ -37,67 +93,9 @@ __all__ = [
     "status_class",
 ]
 
-SessionOutcome: TypeAlias = Literal[
-    "ok",
-    "auth_error",
-    "in_use",
-    "login_delay",
-    "connect_error",
-    "timeout",
-    "tls_error",
-    "protocol_error",
-    "server_error",
-    "commit_error",
-    "error",
-]
-SESSION_OUTCOMES: Final[tuple[SessionOutcome, ...]] = get_args(SessionOutcome)
-DeliveryFailureReason: TypeAlias = Literal["transient", "rejected", "circuit_open"]
-DELIVERY_FAILURE_REASONS: Final[tuple[DeliveryFailureReason, ...]] = get_args(DeliveryFailureReason)
-StatusClass: TypeAlias = Literal["2xx", "3xx", "4xx", "5xx", "timeout", "error"]
-STATUS_CLASSES: Final[tuple[StatusClass, ...]] = get_args(StatusClass)
-ErrorCode: TypeAlias = Literal[
-    "IN-USE", "LOGIN-DELAY", "SYS/TEMP", "SYS/PERM", "AUTH", "none", "other"
-]
-ERROR_CODES: Final[tuple[ErrorCode, ...]] = get_args(ErrorCode)
-CommitCommand: TypeAlias = Literal["DELE", "QUIT"]
-COMMIT_COMMANDS: Final[tuple[CommitCommand, ...]] = get_args(CommitCommand)
-IdentityProblem: TypeAlias = Literal["reused", "unstable_uidl", "duplicate"]
-IDENTITY_PROBLEMS: Final[tuple[IdentityProblem, ...]] = get_args(IdentityProblem)
-RetrFailure: TypeAlias = Literal["refused", "too_large", "timeout"]
-RETR_FAILURES: Final[tuple[RetrFailure, ...]] = get_args(RetrFailure)
-TooLargeAction: TypeAlias = Literal["reference", "parked", "rejected"]
-TOO_LARGE_ACTIONS: Final[tuple[TooLargeAction, ...]] = get_args(TooLargeAction)
-CircuitState: TypeAlias = Literal["closed", "half_open", "open"]
-_CIRCUIT_VALUES: Final[Mapping[str, int]] = {"closed": 0, "half_open": 1, "half-open": 1, "open": 2}
-
 WEBHOOK_BUCKETS: Final = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 15, 30, 60)
 SESSION_BUCKETS: Final = (0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600)
-
-
-def status_class(status: int | Literal["timeout", "error"]) -> StatusClass:
-    """Map an HTTP status (or ``"timeout"`` / ``"error"``) to its ``status_class`` label."""
-    if isinstance(status, str):
-        if status not in ("timeout", "error"):
-            raise ValueError(f"unknown webhook outcome {status!r}")
-        return status
-    classes: dict[int, StatusClass] = {2: "2xx", 3: "3xx", 4: "4xx", 5: "5xx"}
-    return classes.get(status // 100, "error")
-
-
-def error_code_label(code: str | None) -> ErrorCode:
-    """Map an RFC 2449 response code (``SYS/TEMP/...`` included) to its bounded label."""
-    if not code:
-        return "none"
-    code = code.upper()
-    for known in ERROR_CODES[:5]:
-        if code == known or code.startswith(known + "/"):
-            return known
-    return "other"
-
-
-def _check(value: str, allowed: tuple[str, ...], what: str) -> None:
-    if value not in allowed:
-        raise ValueError(f"unknown {what} {value!r}; expected one of {', '.join(allowed)}")
+LAG_BUCKETS: Final = (0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300)
 
 
 class Metrics:
@@ -105,6 +103,8 @@ class Metrics:
 
     Build one per app and pass it to whoever records; call :meth:`prepare` with the
     configured mailboxes and targets so their series exist (at 0) from the start.
+    ``mailbox_detail`` is ``"full"`` (every series per mailbox) or ``"essential"`` (see the
+    module docstring); the config's default is ``"essential"``.
     """
 
     content_type: Final[str] = CONTENT_TYPE_LATEST
@@ -116,14 +116,22 @@ class Metrics:
         version: str = __version__,
         clock: Callable[[], float] = time.time,
         registry: CollectorRegistry | None = None,
+        mailbox_detail: MailboxDetail = "full",
     ) -> None:
+        check_label(mailbox_detail, MAILBOX_DETAILS, "mailbox_detail")
         self.registry = registry if registry is not None else CollectorRegistry(auto_describe=True)
+        self.full = mailbox_detail == "full"
         self._clock = clock
-        self._oldest: dict[str, float | None] = {}
         self._children: dict[tuple[int, tuple[str, ...]], Any] = {}
         self._progress_listeners: list[Callable[[str], None]] = []
+        # The per-mailbox gauges are rendered by MailboxSeries, everything else (the metrics
+        # below and any collector registered later) by generate_latest.
+        self.mailboxes = MailboxSeries(clock=clock, full=self.full)
+        self.registry.register(self.mailboxes)
+        self._rest = _AllBut(self.registry, self.mailboxes)
         r = self.registry
-        mb, mbt = ["mailbox"], ["mailbox", "target"]
+        mb = ["mailbox"] if self.full else []
+        mbt = [*mb, "target"]
 
         self.messages_fetched = Counter(
             "bridge_messages_fetched_total",
@@ -161,7 +169,7 @@ class Metrics:
         self.delivery_failures = Counter(
             "bridge_delivery_failures_total",
             "Deliveries that did not end in 2xx, by reason (transient|rejected|circuit_open).",
-            ["mailbox", "target", "reason"],
+            [*mb, "target", "reason"],
             registry=r,
         )
         self.parse_defects = Counter(
@@ -221,7 +229,7 @@ class Metrics:
         self.pop3_sessions = Counter(
             "bridge_pop3_sessions_total",
             "POP3 sessions by outcome.",
-            ["mailbox", "outcome"],
+            [*mb, "outcome"],
             registry=r,
         )
         self.pop3_session_duration = Histogram(
@@ -234,37 +242,37 @@ class Metrics:
         self.pop3_error_responses = Counter(
             "bridge_pop3_error_responses_total",
             "POP3 -ERR responses by RFC 2449 code.",
-            ["mailbox", "code"],
+            [*mb, "code"],
             registry=r,
         )
         self.commit_failures = Counter(
             "bridge_commit_failures_total",
             "DELE or QUIT that failed, so deletions did not commit.",
-            ["mailbox", "command"],
+            [*mb, "command"],
             registry=r,
         )
-        self.mailbox_messages = Gauge(
-            "bridge_mailbox_messages", "Messages in the maildrop at the last STAT.", mb, registry=r
-        )
-        self.mailbox_bytes = Gauge(
-            "bridge_mailbox_bytes", "Size of the maildrop at the last STAT.", mb, registry=r
-        )
-        self.oldest_undelivered_age = Gauge(
-            "bridge_oldest_undelivered_age_seconds",
-            "Age of the oldest message seen but not yet delivered (0 when none).",
-            mb,
+        self.mailbox_errors = Counter(
+            "bridge_mailbox_errors_total",
+            "Errors of one mailbox by kind: failed sessions by outcome, rejected and oversize "
+            "messages. With essential detail a series appears with the mailbox's first error "
+            "of that kind.",
+            ["mailbox", "kind"],
             registry=r,
         )
-        self.parked_messages = Gauge(
-            "bridge_parked_messages",
-            "Messages parked in the ledger (rejected or backing off).",
-            mb,
+        self.poll_lag_seconds = Histogram(
+            "bridge_poll_lag_seconds",
+            "How late polls started: from the time a poll was due to its session's start.",
+            buckets=LAG_BUCKETS,
             registry=r,
         )
-        self.last_successful_poll = Gauge(
-            "bridge_last_successful_poll_timestamp_seconds",
-            "Unix time of the last session that ended well (0: none yet).",
-            mb,
+        self.mailboxes_owned = Gauge(
+            "bridge_mailboxes_owned",
+            "Mailboxes this process polls (its shard of the configured mailboxes).",
+            registry=r,
+        )
+        self.mailboxes_configured = Gauge(
+            "bridge_mailboxes_configured",
+            "Mailboxes in the config file, over all shards.",
             registry=r,
         )
         self.identity_problems = Counter(
@@ -273,14 +281,14 @@ class Metrics:
             "from what was acknowledged under it, so it was posted as new, never deleted), "
             "unstable_uidl (no UIDL overlaps the previous listing), duplicate (shared, told "
             "apart by content).",
-            ["mailbox", "kind"],
+            [*mb, "kind"],
             registry=r,
         )
         self.retr_failures = Counter(
             "bridge_retr_failures_total",
             "Messages whose RETR failed (refused: -ERR, too_large: past max_message_bytes, "
             "timeout: idle or below min_transfer_rate); each is parked with a short backoff.",
-            ["mailbox", "reason"],
+            [*mb, "reason"],
             registry=r,
         )
         self.ledger_write_errors = Counter(
@@ -304,21 +312,38 @@ class Metrics:
         key = (id(metric), values)
         child = self._children.get(key)
         if child is None:
-            child = self._children[key] = metric.labels(*values)
+            child = self._children[key] = metric.labels(*values) if values else metric
         return child
+
+    def _mb(self, metric: Any, mailbox: str, *values: str) -> Any:
+        """The child of a metric that carries ``mailbox`` only with full detail."""
+        if self.full:
+            return self._child(metric, mailbox, *values)
+        return self._child(metric, *values)
+
+    def mailbox_error(self, mailbox: str, kind: MailboxErrorKind, count: int = 1) -> None:
+        """Count ``count`` errors of ``kind`` for ``mailbox`` (its series appears on first use)."""
+        check_label(kind, MAILBOX_ERROR_KINDS, "mailbox error kind")
+        self._child(self.mailbox_errors, mailbox, kind).inc(count)
 
     # ------------------------------------------------------------------ setup
 
     def prepare(
-        self, routes: Mapping[str, Iterable[str]], *, extra_targets: Iterable[str] = ()
+        self,
+        routes: Mapping[str, Iterable[str]],
+        *,
+        extra_targets: Iterable[str] = (),
+        configured: int | None = None,
     ) -> None:
         """Create every series for the configured mailboxes and targets, at 0.
 
         ``routes`` maps each mailbox name to the targets it posts to (``mailbox.webhooks``);
-        ``extra_targets`` adds targets no mailbox uses. Safe to call again.
+        ``extra_targets`` adds targets no mailbox uses; ``configured`` is the number of
+        mailboxes in the config over all shards (default: ``len(routes)``). Safe to call again.
         """
         targets = set(extra_targets)
-        for mailbox, mailbox_targets in routes.items():
+        scopes: list[tuple[str, ...]] = [(m,) for m in routes] if self.full else [()]
+        for scope in scopes:
             for counter in (
                 self.messages_fetched,
                 self.messages_deleted,
@@ -326,33 +351,31 @@ class Metrics:
                 self.messages_oversize,
                 self.parse_defects,
             ):
-                counter.labels(mailbox)
+                self._child(counter, *scope)
             for outcome in SESSION_OUTCOMES:
-                self.pop3_sessions.labels(mailbox, outcome)
+                self._child(self.pop3_sessions, *scope, outcome)
             for code in ERROR_CODES:
-                self.pop3_error_responses.labels(mailbox, code)
+                self._child(self.pop3_error_responses, *scope, code)
             for command in COMMIT_COMMANDS:
-                self.commit_failures.labels(mailbox, command)
-            self.ledger_write_errors.labels(mailbox)
-            for kind in IDENTITY_PROBLEMS:
-                self.identity_problems.labels(mailbox, kind)
+                self._child(self.commit_failures, *scope, command)
+            self._child(self.ledger_write_errors, *scope)
+            for problem in IDENTITY_PROBLEMS:
+                self._child(self.identity_problems, *scope, problem)
             for failure in RETR_FAILURES:
-                self.retr_failures.labels(mailbox, failure)
-            self.pop3_session_duration.labels(mailbox)
-            for gauge in (
-                self.mailbox_messages,
-                self.mailbox_bytes,
-                self.parked_messages,
-                self.last_successful_poll,
-            ):
-                gauge.labels(mailbox)
-            self.set_oldest_undelivered(mailbox, None)
+                self._child(self.retr_failures, *scope, failure)
+            self._child(self.pop3_session_duration, *scope)
+        for mailbox, mailbox_targets in routes.items():
+            self.mailboxes.row(mailbox)
+            if self.full:  # with essential detail they appear with the first error of a kind
+                for kind in MAILBOX_ERROR_KINDS:
+                    self._child(self.mailbox_errors, mailbox, kind)
+            scope = (mailbox,) if self.full else ()
             for target in mailbox_targets:
                 targets.add(target)
-                self.messages_delivered.labels(mailbox, target)
-                self.messages_rejected.labels(mailbox, target)
+                self._child(self.messages_delivered, *scope, target)
+                self._child(self.messages_rejected, *scope, target)
                 for reason in DELIVERY_FAILURE_REASONS:
-                    self.delivery_failures.labels(mailbox, target, reason)
+                    self._child(self.delivery_failures, *scope, target, reason)
         for target in targets:
             for status in STATUS_CLASSES:
                 self.webhook_requests.labels(target, status)
@@ -360,26 +383,31 @@ class Metrics:
             self.circuit_state.labels(target)
             for action in TOO_LARGE_ACTIONS:
                 self.webhook_too_large.labels(target, action)
+        self.mailboxes_owned.set(len(self.mailboxes))
+        self.mailboxes_configured.set(len(routes) if configured is None else configured)
 
     # ------------------------------------------------------------------ messages
 
     def identity_problem(self, mailbox: str, kind: IdentityProblem, count: int = 1) -> None:
         """``count`` messages of ``mailbox`` had an identity problem of ``kind``."""
-        _check(kind, IDENTITY_PROBLEMS, "identity problem")
-        self._child(self.identity_problems, mailbox, kind).inc(count)
+        check_label(kind, IDENTITY_PROBLEMS, "identity problem")
+        self._mb(self.identity_problems, mailbox, kind).inc(count)
+        self.mailbox_error(mailbox, "identity_problem", count)
 
     def retr_failed(self, mailbox: str, reason: RetrFailure) -> None:
         """A RETR from ``mailbox`` failed for ``reason``; the message was parked."""
-        _check(reason, RETR_FAILURES, "RETR failure")
-        self._child(self.retr_failures, mailbox, reason).inc()
+        check_label(reason, RETR_FAILURES, "RETR failure")
+        self._mb(self.retr_failures, mailbox, reason).inc()
+        self.mailbox_error(mailbox, "retr_failed")
 
     def ledger_write_failed(self, mailbox: str) -> None:
         """A ledger write failed in a session of ``mailbox``."""
-        self._child(self.ledger_write_errors, mailbox).inc()
+        self._mb(self.ledger_write_errors, mailbox).inc()
+        self.mailbox_error(mailbox, "ledger_write_error")
 
     def message_fetched(self, mailbox: str, count: int = 1) -> None:
         """``count`` messages were retrieved from ``mailbox``."""
-        self._child(self.messages_fetched, mailbox).inc(count)
+        self._mb(self.messages_fetched, mailbox).inc(count)
 
     def on_progress(self, listener: Callable[[str], None]) -> None:
         """Call ``listener(mailbox)`` whenever a message is delivered or deletions commit."""
@@ -391,14 +419,14 @@ class Metrics:
 
     def message_delivered(self, mailbox: str, target: str) -> None:
         """``target`` acknowledged a message from ``mailbox`` with a 2xx."""
-        self._child(self.messages_delivered, mailbox, target).inc()
+        self._mb(self.messages_delivered, mailbox, target).inc()
         if self._progress_listeners:
             self._progressed(mailbox)
 
     def messages_deleted_committed(self, mailbox: str, count: int) -> None:
         """QUIT answered +OK, committing ``count`` deletions."""
         if count:
-            self.messages_deleted.labels(mailbox).inc(count)
+            self._mb(self.messages_deleted, mailbox).inc(count)
             self._progressed(mailbox)
 
     def message_rejected(self, mailbox: str, target: str) -> None:
@@ -406,25 +434,27 @@ class Metrics:
 
         Also call :meth:`delivery_failed` with reason ``"rejected"``.
         """
-        self.messages_rejected.labels(mailbox, target).inc()
+        self._mb(self.messages_rejected, mailbox, target).inc()
+        self.mailbox_error(mailbox, "rejected")
 
     def message_dead_lettered(self, mailbox: str) -> None:
         """A message was spooled to the dead-letter directory."""
-        self.messages_dead_lettered.labels(mailbox).inc()
+        self._mb(self.messages_dead_lettered, mailbox).inc()
 
     def message_oversize(self, mailbox: str) -> None:
         """A message was larger than the mailbox's ``max_message_bytes``."""
-        self.messages_oversize.labels(mailbox).inc()
+        self._mb(self.messages_oversize, mailbox).inc()
+        self.mailbox_error(mailbox, "oversize")
 
     def delivery_failed(self, mailbox: str, target: str, reason: DeliveryFailureReason) -> None:
         """A delivery to ``target`` ended without a 2xx, for ``reason``."""
-        _check(reason, DELIVERY_FAILURE_REASONS, "delivery failure reason")
-        self.delivery_failures.labels(mailbox, target, reason).inc()
+        check_label(reason, DELIVERY_FAILURE_REASONS, "delivery failure reason")
+        self._mb(self.delivery_failures, mailbox, target, reason).inc()
 
     def parse_defects_found(self, mailbox: str, count: int) -> None:
         """The parser reported ``count`` defects in one message."""
         if count:
-            self.parse_defects.labels(mailbox).inc(count)
+            self._mb(self.parse_defects, mailbox).inc(count)
 
     # ------------------------------------------------------------------ webhooks
 
@@ -444,7 +474,7 @@ class Metrics:
         Its signature matches :data:`bridge.webhook.OnRequest`, so it can be passed as
         ``WebhookClient(on_request=metrics.webhook_attempt)``.
         """
-        _check(status_class, STATUS_CLASSES, "status class")
+        check_label(status_class, STATUS_CLASSES, "status class")
         self._child(self.webhook_requests, target, status_class).inc()
         self._child(self.webhook_duration, target).observe(duration_seconds)
 
@@ -453,7 +483,7 @@ class Metrics:
 
         Its signature matches :data:`bridge.webhook.OnTooLarge`.
         """
-        _check(action, TOO_LARGE_ACTIONS, "too-large action")
+        check_label(action, TOO_LARGE_ACTIONS, "too-large action")
         self._child(self.webhook_too_large, target, action).inc()
 
     def attachment_stored(self, size_bytes: int) -> None:
@@ -476,41 +506,42 @@ class Metrics:
         Its signature matches :data:`bridge.webhook.OnBreakerChange`.
         """
         value = getattr(state, "value", state)
-        if not isinstance(value, str) or value not in _CIRCUIT_VALUES:
+        if not isinstance(value, str) or value not in CIRCUIT_VALUES:
             raise ValueError(f"unknown circuit state {state!r}")
-        self.circuit_state.labels(target).set(_CIRCUIT_VALUES[value])
+        self.circuit_state.labels(target).set(CIRCUIT_VALUES[value])
 
     def set_circuit_state(self, target: str, state: CircuitState) -> None:
         """Record the breaker state of ``target``: closed, half_open or open."""
-        if state not in _CIRCUIT_VALUES:
+        if state not in CIRCUIT_VALUES:
             raise ValueError(f"unknown circuit state {state!r}")
-        self.circuit_state.labels(target).set(_CIRCUIT_VALUES[state])
+        self.circuit_state.labels(target).set(CIRCUIT_VALUES[state])
 
     # ------------------------------------------------------------------ POP3
 
     def pop3_session(self, mailbox: str, outcome: SessionOutcome, duration_seconds: float) -> None:
         """A session with ``mailbox`` ended with ``outcome`` after ``duration_seconds``."""
-        _check(outcome, SESSION_OUTCOMES, "session outcome")
-        self.pop3_sessions.labels(mailbox, outcome).inc()
-        self.pop3_session_duration.labels(mailbox).observe(duration_seconds)
+        check_label(outcome, SESSION_OUTCOMES, "session outcome")
+        self._mb(self.pop3_sessions, mailbox, outcome).inc()
+        self._mb(self.pop3_session_duration, mailbox).observe(duration_seconds)
+        if outcome != "ok":
+            self.mailbox_error(mailbox, outcome)
 
     def pop3_error_response(self, mailbox: str, code: str | None) -> None:
         """The server answered -ERR, with RFC 2449 ``code`` (None when it gave none)."""
-        self.pop3_error_responses.labels(mailbox, error_code_label(code)).inc()
+        self._mb(self.pop3_error_responses, mailbox, error_code_label(code)).inc()
 
     def commit_failed(self, mailbox: str, command: CommitCommand) -> None:
         """``DELE`` or ``QUIT`` failed, so marked deletions did not (all) commit."""
-        _check(command, COMMIT_COMMANDS, "commit command")
-        self.commit_failures.labels(mailbox, command).inc()
+        check_label(command, COMMIT_COMMANDS, "commit command")
+        self._mb(self.commit_failures, mailbox, command).inc()
 
     def mailbox_stat(self, mailbox: str, messages: int, size_bytes: int) -> None:
         """Record the STAT answer: ``messages`` waiting, ``size_bytes`` in total."""
-        self.mailbox_messages.labels(mailbox).set(messages)
-        self.mailbox_bytes.labels(mailbox).set(size_bytes)
+        self.mailboxes.stat(mailbox, messages, size_bytes)
 
     def set_parked(self, mailbox: str, count: int) -> None:
         """``count`` messages of ``mailbox`` are parked in the ledger."""
-        self.parked_messages.labels(mailbox).set(count)
+        self.mailboxes.set_parked(mailbox, count)
 
     def set_oldest_undelivered(self, mailbox: str, first_seen: float | None) -> None:
         """The oldest undelivered message was first seen at Unix time ``first_seen``.
@@ -518,18 +549,15 @@ class Metrics:
         The exported age is computed at scrape time, so it keeps growing while a mailbox is
         stuck. ``None`` means nothing is waiting (age 0).
         """
-        self._oldest[mailbox] = first_seen
-        self.oldest_undelivered_age.labels(mailbox).set_function(
-            lambda: self._age_of_oldest(mailbox)
-        )
-
-    def _age_of_oldest(self, mailbox: str) -> float:
-        first_seen = self._oldest.get(mailbox)
-        return 0.0 if first_seen is None else max(0.0, self._clock() - first_seen)
+        self.mailboxes.set_oldest(mailbox, first_seen)
 
     def poll_succeeded(self, mailbox: str, when: float | None = None) -> None:
         """A session with ``mailbox`` ended well at Unix time ``when`` (default: now)."""
-        self.last_successful_poll.labels(mailbox).set(self._clock() if when is None else when)
+        self.mailboxes.poll_succeeded(mailbox, self._clock() if when is None else when)
+
+    def poll_lag(self, seconds: float) -> None:
+        """A poll started ``seconds`` after it was due."""
+        self.poll_lag_seconds.observe(max(0.0, seconds))
 
     def set_up(self, up: bool) -> None:
         """Set ``bridge_up`` (1 while running; 0 once shutting down)."""
@@ -539,4 +567,36 @@ class Metrics:
 
     def render(self) -> bytes:
         """Every metric in the Prometheus text exposition format."""
-        return generate_latest(self.registry)
+        return generate_latest(self._rest) + "".join(self.mailboxes.render_chunks()).encode()
+
+    async def render_async(self, chunk: int = 2500) -> bytes:
+        """Like :meth:`render`, yielding to the event loop every ``chunk`` mailboxes.
+
+        With full detail the library's part grows with the mailboxes too; it is then
+        rendered in a worker thread (full detail is meant for few mailboxes).
+        """
+        if self.full and len(self.mailboxes) > chunk:
+            head = await asyncio.to_thread(generate_latest, self._rest)
+        else:
+            head = generate_latest(self._rest)
+        parts = [head]
+        for piece in self.mailboxes.render_chunks(chunk):
+            parts.append(piece.encode())
+            await asyncio.sleep(0)
+        return b"".join(parts)
+
+
+class _AllBut:
+    """A registry's collectors except one, for ``generate_latest``."""
+
+    def __init__(self, registry: CollectorRegistry, skip: Collector) -> None:
+        self._registry = registry
+        self._skip = skip
+
+    def collect(self) -> Iterator[Metric]:
+        # prometheus-client has no public list of a registry's collectors; its own
+        # restricted registry reads the same mapping.
+        collectors = list(self._registry._collector_to_names)
+        for collector in collectors:
+            if collector is not self._skip:
+                yield from collector.collect()

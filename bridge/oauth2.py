@@ -25,9 +25,8 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
-import aiohttp
 import structlog
 from prometheus_client import CollectorRegistry, Counter, Gauge
 
@@ -36,6 +35,9 @@ from bridge.config import OAuth2Config
 from bridge.errors import OAuth2Error, OAuth2RefusedError, OAuth2UnavailableError
 from bridge.redact import register, scrub, secret_forms
 from bridge.secretfiles import SecretFiles
+
+if TYPE_CHECKING:
+    import aiohttp  # imported with the first token request: start-up does not pay for it
 
 __all__ = ["OAuth2Client", "OAuth2Metrics"]
 
@@ -182,6 +184,8 @@ class OAuth2Client:
         return configured
 
     async def _fetch(self) -> _Token:
+        import aiohttp  # loaded on first use (see the imports at the top)
+
         form = self._form()
         session = self._get_session()
         began = self._clock()
@@ -295,6 +299,8 @@ class OAuth2Client:
 
     def _get_session(self) -> aiohttp.ClientSession:
         if self._session is None:
+            import aiohttp
+
             self._session = aiohttp.ClientSession(
                 cookie_jar=aiohttp.DummyCookieJar(), trust_env=True
             )

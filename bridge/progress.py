@@ -23,7 +23,9 @@ def progress_line(metrics: Metrics, mailboxes: Sequence[str]) -> str:
         totals[label] = 0.0
         for metric in metrics.registry.collect():
             for sample in metric.samples:
-                if sample.name == name and sample.labels.get("mailbox") in mailboxes:
+                # per mailbox with full detail; summed (no mailbox label) with essential
+                mailbox = sample.labels.get("mailbox")
+                if sample.name == name and (mailbox is None or mailbox in mailboxes):
                     totals[label] += sample.value
     waiting = sum(
         metrics.registry.get_sample_value("bridge_mailbox_messages", {"mailbox": m}) or 0.0

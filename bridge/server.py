@@ -1,7 +1,8 @@
 """The HTTP endpoint: ``/metrics``, ``/healthz`` and ``/readyz`` on one aiohttp server.
 
 - ``/metrics``: the Prometheus text exposition of :class:`~bridge.metrics.Metrics`, rendered
-  in a worker thread so a large registry does not stall the event loop.
+  in chunks that yield to the event loop, so a scrape of thousands of mailboxes does not
+  stall the sessions.
 - ``/healthz``: 200 when the event loop runs; the handler runs on that loop, so a blocked
   loop makes the probe time out.
 - ``/readyz``: about the process. 200 when the config is loaded, the app is not shutting
@@ -13,8 +14,6 @@
 """
 
 from __future__ import annotations
-
-import asyncio
 
 from aiohttp import web
 
@@ -78,8 +77,8 @@ class HttpServer:
         return f"http://{host}:{self.port}"
 
     async def _metrics(self, _request: web.Request) -> web.Response:
-        # Rendering hundreds of mailboxes takes tens of milliseconds: keep it off the loop.
-        body = await asyncio.to_thread(self.metrics.render)
+        # Rendered in chunks that yield to the loop: a scrape never stalls the sessions.
+        body = await self.metrics.render_async()
         return web.Response(body=body, headers={"Content-Type": self.metrics.content_type})
 
     async def _healthz(self, _request: web.Request) -> web.Response:

@@ -17,10 +17,7 @@ import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from types import TracebackType
-
-import aiohttp
-from aiohttp.helpers import get_env_proxy_for_url
-from yarl import URL
+from typing import TYPE_CHECKING
 
 from bridge import __version__
 from bridge.errors import AttachmentStoreError
@@ -36,6 +33,12 @@ from bridge.webhook.policy import (
 )
 from bridge.webhook.signing import sign
 from bridge.webhook.target import WebhookTarget
+
+if TYPE_CHECKING:
+    # aiohttp is imported on the first delivery, not with this module: `popbridge once` over
+    # idle mailboxes and `popbridge check` never pay its ~100-300 ms import.
+    import aiohttp
+    from yarl import URL
 
 __all__ = ["OnBreakerChange", "OnRequest", "OnTooLarge", "ReferenceBody", "WebhookClient"]
 
@@ -359,6 +362,8 @@ class WebhookClient:
 
     async def _post(self, target: WebhookTarget, webhook_id: str, payload: bytes) -> _Attempt:
         """Send one signed request and report its status class to ``on_request``."""
+        import aiohttp  # loaded on first use (see the imports at the top)
+
         headers = self._headers(target, webhook_id, payload)
         session = self._get_session()
         proxy, proxy_auth = self._proxy_for(target.url)
@@ -420,6 +425,9 @@ class WebhookClient:
         ``~/.netrc``) up in a worker thread on every request, a third of the cost of a post.
         """
         if url not in self._proxies:
+            from aiohttp.helpers import get_env_proxy_for_url
+            from yarl import URL
+
             try:
                 self._proxies[url] = get_env_proxy_for_url(URL(url))
             except LookupError:
@@ -428,6 +436,8 @@ class WebhookClient:
 
     def _get_session(self) -> aiohttp.ClientSession:
         if self._session is None:
+            import aiohttp
+
             connector = aiohttp.TCPConnector(limit=self._pool_size, ssl=self._ssl)
             self._session = aiohttp.ClientSession(
                 connector=connector,
@@ -465,6 +475,8 @@ def _describe_status(
 
 def _describe_exception(exc: aiohttp.ClientError) -> str:
     """A short reason for a failed request that never includes the URL (it may hold a token)."""
+    import aiohttp
+
     if isinstance(exc, aiohttp.ClientConnectorCertificateError):
         return "TLS certificate verification failed"
     if isinstance(exc, aiohttp.ClientConnectorSSLError | aiohttp.ClientSSLError):

@@ -107,8 +107,8 @@ async def test_413_without_a_store_parks_the_message_on_the_server(
     big = [r for r in receiver.requests if r.json()["subject"] == "invoice"]
     assert [r.answered for r in big] == [413]  # no second request without the attachment
     assert metric(app, "bridge_webhook_too_large_total", target="main", action="parked") == 1
-    assert metric(app, "bridge_parked_messages", mailbox="inbox") == 1
-    assert metric(app, "bridge_messages_dead_lettered_total", mailbox="inbox") == 0
+    assert metric(app, "bridge_parked_messages") == 1  # summed over mailboxes (essential)
+    assert metric(app, "bridge_messages_dead_lettered_total") == 0
     assert not (tmp_path / "dead-letters").exists()
 
     receiver.clear()

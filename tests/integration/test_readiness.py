@@ -22,6 +22,7 @@ pytestmark = pytest.mark.dovecot
 async def _start(config: dict[str, Any], tmp_path: Path) -> tuple[asyncio.subprocess.Process, str]:
     port = free_port()
     config["http"] = {**config.get("http", {}), "listen": f"127.0.0.1:{port}"}
+    config["metrics"] = {"mailbox_detail": "full"}  # sessions are asserted per mailbox
     path = write_config(tmp_path / "run.yaml", config)
     proc = await asyncio.create_subprocess_exec(
         sys.executable, "-m", "bridge", "run", "-c", str(path),

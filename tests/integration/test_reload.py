@@ -170,6 +170,7 @@ async def test_a_rotated_password_file_is_used_at_the_next_session(
     secret = tmp_path / "pop3-password"
     secret.write_text("the-old-and-wrong-password\n")
     config = config_dict(dovecot, pop3_user, receiver.url, tmp_path / "data")
+    config["metrics"] = {"mailbox_detail": "full"}  # sessions are asserted per mailbox
     box = config["mailboxes"][0]
     del box["password"]
     box.update(password_file=str(secret), login_backoff_auth=1)

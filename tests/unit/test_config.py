@@ -637,7 +637,7 @@ def test_config_schema_describes_every_key_and_marks_secrets() -> None:
     json.dumps(schema)
     assert schema["$schema"].startswith("https://json-schema.org/")
     assert set(schema["properties"]) == {
-        "data_dir", "http", "log", "max_concurrent_sessions", "shutdown_grace",
+        "data_dir", "http", "log", "metrics", "max_concurrent_sessions", "shutdown_grace",
         "webhooks", "oauth2", "mailboxes", "attachments",
     }  # fmt: skip
     mailbox = schema["$defs"]["MailboxConfig"]["properties"]
@@ -668,3 +668,13 @@ def test_config_is_immutable() -> None:
     config = Config.from_dict(minimal(), env={})
     with pytest.raises(ValueError, match="frozen"):
         config.mailboxes[0].port = 1  # type: ignore[misc]
+
+
+def test_metrics_mailbox_detail_defaults_to_essential_and_rejects_typos() -> None:
+    """metrics.mailbox_detail is essential unless set; full is accepted; anything else is
+    an error naming the key."""
+    assert Config.from_dict(minimal(), env={}).metrics.mailbox_detail == "essential"
+    full = Config.from_dict({**minimal(), "metrics": {"mailbox_detail": "full"}}, env={})
+    assert full.metrics.mailbox_detail == "full"
+    with pytest.raises(ConfigError, match=r"metrics\.mailbox_detail"):
+        Config.from_dict({**minimal(), "metrics": {"mailbox_detail": "all"}}, env={})

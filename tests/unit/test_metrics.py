@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import platform
 from pathlib import Path
 
@@ -9,7 +10,14 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from bridge import __version__
-from bridge.metrics import ERROR_CODES, SESSION_OUTCOMES, Metrics, error_code_label, status_class
+from bridge.metrics import (
+    ERROR_CODES,
+    MAILBOX_ERROR_KINDS,
+    SESSION_OUTCOMES,
+    Metrics,
+    error_code_label,
+    status_class,
+)
 from bridge.webhook import BreakerState
 
 DOCUMENTED = {
@@ -46,9 +54,28 @@ DOCUMENTED = {
     "bridge_oldest_undelivered_age_seconds": {"mailbox"},
     "bridge_parked_messages": {"mailbox"},
     "bridge_last_successful_poll_timestamp_seconds": {"mailbox"},
+    "bridge_mailbox_errors_total": {"mailbox", "kind"},
+    "bridge_poll_lag_seconds_bucket": {"le"},
+    "bridge_poll_lag_seconds_count": set(),
+    "bridge_poll_lag_seconds_sum": set(),
+    "bridge_mailboxes_owned": set(),
+    "bridge_mailboxes_configured": set(),
     "bridge_up": set(),
     "bridge_build_info": {"version", "python"},
 }
+"""Full detail (``metrics.mailbox_detail: full``), after prepare()."""
+
+PER_MAILBOX = {
+    "bridge_last_successful_poll_timestamp_seconds",
+    "bridge_oldest_undelivered_age_seconds",
+    "bridge_mailbox_messages",
+}
+ESSENTIAL = {
+    name: labels if name in PER_MAILBOX else labels - {"mailbox"}
+    for name, labels in DOCUMENTED.items()
+    if name != "bridge_mailbox_errors_total"  # appears with a mailbox's first error
+}
+"""The default detail: ``mailbox`` only on what an operator acts on per mailbox."""
 
 
 def samples(metrics: Metrics) -> dict[tuple[str, frozenset[tuple[str, str]]], float]:
@@ -73,6 +100,113 @@ def test_every_documented_metric_exists_with_its_labels_after_prepare() -> None:
     for name, labels in samples(metrics):
         found.setdefault(name, set()).update(key for key, _ in labels)
     assert found == DOCUMENTED
+
+
+def test_essential_detail_keeps_the_mailbox_label_only_where_it_is_acted_on() -> None:
+    """With essential detail, only the last good poll, the oldest undelivered age and the
+    backlog are per mailbox; every other family is summed over the mailboxes."""
+    metrics = Metrics(mailbox_detail="essential")
+    metrics.prepare({"support": ["main"], "sales": ["main"]})
+    assert "bridge_oldest_undelivered_age_seconds{" not in metrics.render().decode()
+    metrics.set_oldest_undelivered("sales", 0.0)  # only a mailbox with mail waiting has one
+    found: dict[str, set[str]] = {}
+    for name, labels in samples(metrics):
+        found.setdefault(name, set()).update(key for key, _ in labels)
+    assert found == ESSENTIAL
+    metrics.message_fetched("support", 2)
+    metrics.message_fetched("sales", 3)
+    metrics.mailbox_stat("support", 4, 400)
+    metrics.mailbox_stat("sales", 5, 500)
+    metrics.set_parked("sales", 1)
+    assert value(metrics, "bridge_messages_fetched_total") == 5
+    assert value(metrics, "bridge_mailbox_messages", mailbox="support") == 4
+    assert value(metrics, "bridge_mailbox_bytes") == 900
+    assert value(metrics, "bridge_parked_messages") == 1
+
+
+def test_mailbox_errors_by_kind_appear_with_the_first_error() -> None:
+    """bridge_mailbox_errors_total{mailbox, kind} exists in both detail levels: failed
+    sessions by outcome, rejected and oversize messages. With essential detail a series
+    appears with the first error of its kind; with full detail every kind exists at 0."""
+    for detail, created in (("essential", 0), ("full", 2 * len(MAILBOX_ERROR_KINDS))):
+        m = Metrics(mailbox_detail=detail)  # type: ignore[arg-type]
+        m.prepare({"a": ["t"], "b": ["t"]})
+        assert len([k for k in samples(m) if k[0] == "bridge_mailbox_errors_total"]) == created
+        m.pop3_session("a", "ok", 0.1)
+        m.pop3_session("a", "auth_error", 0.1)
+        m.pop3_session("a", "auth_error", 0.1)
+        m.message_rejected("b", "t")
+        m.message_oversize("b")
+        m.retr_failed("b", "timeout")
+        m.identity_problem("a", "reused", 2)
+        errors = {
+            dict(labels)["mailbox"] + "/" + dict(labels)["kind"]: v
+            for (name, labels), v in samples(m).items()
+            if name == "bridge_mailbox_errors_total" and v
+        }
+        assert errors == {
+            "a/auth_error": 2,
+            "a/identity_problem": 2,
+            "b/rejected": 1,
+            "b/oversize": 1,
+            "b/retr_failed": 1,
+        }
+    with pytest.raises(ValueError, match="mailbox error kind"):
+        m.mailbox_error("a", "ok")  # type: ignore[arg-type]
+
+
+def test_no_created_series_are_exported() -> None:
+    """Counters and histograms come without their `_created` twins."""
+    m = Metrics(mailbox_detail="full")
+    m.prepare({"a": ["t"]})
+    m.message_fetched("a")
+    assert "_created" not in m.render().decode()
+
+
+def test_essential_exposition_stays_small_at_ten_thousand_mailboxes() -> None:
+    """10,000 mailboxes, one in a hundred failing and one in a hundred stuck, render to under
+    2 MB (names of 22 characters); the chunked
+    async rendering gives the same bytes, and the text parses back."""
+    m = Metrics(mailbox_detail="essential", clock=lambda: 2000.0)
+    names = [f"customer-mailbox-{i:05d}" for i in range(10_000)]
+    m.prepare({name: ["main"] for name in names})
+    for i, name in enumerate(names):
+        m.poll_succeeded(name, 1_800_000_000.25 + i)
+        m.mailbox_stat(name, i % 3, 2048 * (i % 3))
+        m.set_oldest_undelivered(name, 1000.0 if i % 100 == 1 else None)
+        if i % 100 == 0:
+            m.pop3_session(name, "connect_error", 0.2)
+    text = m.render()
+    assert len(text) < 2_000_000, len(text)
+    assert asyncio.run(m.render_async(chunk=333)) == text
+    parsed = samples(m)
+    assert parsed[("bridge_mailbox_messages", frozenset({("mailbox", names[2])}))] == 2
+    oldest = "bridge_oldest_undelivered_age_seconds"
+    assert parsed[(oldest, frozenset({("mailbox", names[1])}))] == 1000
+    assert (oldest, frozenset({("mailbox", names[3])})) not in parsed  # nothing waiting
+
+
+def test_render_async_yields_to_the_event_loop() -> None:
+    """While a large exposition is rendered, other tasks get to run between chunks."""
+    m = Metrics(mailbox_detail="essential")
+    m.prepare({f"m{i}": ["main"] for i in range(5000)})
+    ticks = 0
+
+    async def ticker() -> None:
+        nonlocal ticks
+        while True:
+            ticks += 1
+            await asyncio.sleep(0)
+
+    async def go() -> None:
+        task = asyncio.create_task(ticker())
+        await asyncio.sleep(0)
+        before = ticks
+        await m.render_async(chunk=500)
+        task.cancel()
+        assert ticks - before >= 10  # 3 families x 10 chunks: the loop ran in between
+
+    asyncio.run(go())
 
 
 def test_prepare_creates_zero_series_for_each_label_set() -> None:
@@ -274,7 +408,7 @@ def test_every_exported_family_is_documented() -> None:
             continue
         suffix = "_total" if family.type == "counter" else ""
         names.add(family.name + suffix)
-    assert len(names) == 31
+    assert len(names) == 35
     missing = {name for name in names if f"| `{name}` |" not in doc}
     assert not missing, f"not in docs/metrics.md: {sorted(missing)}"
 

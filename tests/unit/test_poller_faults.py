@@ -27,6 +27,7 @@ def _config(server: FakePop3Server, url: str, data_dir: Path, **mailbox: Any) ->
                 "main": {"url": url, "secret": SECRET, "backoff_initial": 0.01, "backoff_max": 0.02}
             },
             "mailboxes": [box],
+            "metrics": {"mailbox_detail": "full"},  # asserted per mailbox
         },
         env={},
     )

@@ -24,7 +24,13 @@ def _config(server: FakePop3Server, url: str, data_dir: Path, **mailbox: Any) ->
     box = server.mailbox_config("fake", ["main"], **mailbox)
     hook = {"url": url, "secret": SECRET, "backoff_initial": 0.01, "backoff_max": 0.02}
     return Config.from_dict(
-        {"data_dir": str(data_dir), "webhooks": {"main": hook}, "mailboxes": [box]}, env={}
+        {
+            "data_dir": str(data_dir),
+            "webhooks": {"main": hook},
+            "mailboxes": [box],
+            "metrics": {"mailbox_detail": "full"},  # asserted per mailbox
+        },
+        env={},
     )
 
 
