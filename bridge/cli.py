@@ -2,6 +2,8 @@
 
 Exit codes: 0 all went well; 1 something failed (the log says what); 2 bad usage, config or
 environment (data_dir, ledger, HTTP port); 5 data_dir is locked by another popbridge process.
+``once`` also exits 3 (messages left on a server) and 4 (a mailbox could not be reached or
+logged into): see :mod:`bridge.exitcodes`.
 """
 
 from __future__ import annotations
@@ -88,7 +90,10 @@ def build_parser() -> argparse.ArgumentParser:
     run = sub.add_parser("run", help="run the service")
     with_config(run)
     once = sub.add_parser(
-        "once", help="one pass over every mailbox, then exit (0 when all went well)"
+        "once",
+        help="one pass over every mailbox, then exit: 0 all delivered and deleted, 1 internal "
+        "error, 2 config error, 3 messages left on a server, 4 a mailbox unreachable or login "
+        "refused",
     )
     with_config(once)
     check = sub.add_parser(
@@ -365,10 +370,10 @@ async def _once(config: Config, shard: tuple[int, int] | None) -> int:
     app = App(config, shard=shard)
     try:
         async with progress(app.metrics, list(app.mailboxes), sys.stderr):
-            ok = await app.once(stop)
+            report = await app.once(stop)
     finally:
         await app.close()
-    return EXIT_OK if ok else EXIT_FAILED
+    return int(report.exit_code)
 
 
 async def _prune_attachments(config: Config, older_than: float) -> int:

@@ -105,7 +105,7 @@ _HINTS: tuple[tuple[str, str, str, bool], ...] = (
         "",
         "a value starting with '!' is read as a YAML tag: put the value in quotes",
         False,
-    ),  # fmt: skip
+    ),
     (
         "that cannot start any token",
         "",

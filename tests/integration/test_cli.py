@@ -56,14 +56,14 @@ async def test_once_drains_the_mailbox_and_exits_zero(
 async def test_once_exits_nonzero_when_a_delivery_fails(
     dovecot: Dovecot, pop3_user: Pop3User, receiver: WebhookReceiver, tmp_path: Path
 ) -> None:
-    """A rejected message makes ``once`` exit 1 and stay on the server."""
+    """A rejected message makes ``once`` exit 3 (left on the server) and stay there."""
     pop3_user.deliver_many(make_message(i) for i in range(2))
     receiver.reply(422)
     cfg = write_config(
         tmp_path / "c.yaml", config_dict(dovecot, pop3_user, receiver.url, tmp_path / "data")
     )
     code, _, _ = await popbridge("once", "-c", str(cfg))
-    assert code == 1
+    assert code == 3
     assert pop3_user.count() == 2
 
 
@@ -360,7 +360,7 @@ def test_once_shows_progress_on_a_terminal(
         os.close(controller)
         if terminal != -1:
             os.close(terminal)
-    assert proc.returncode == 1
+    assert proc.returncode == 3  # messages left on the server
     last = shown.decode().replace("\r\n", "\n").split("\r")[-1]
     assert "3 fetched, 0 delivered, 0 deleted, 3 on server" in last
     assert pop3_user.count() == 3

@@ -79,7 +79,7 @@ def problem_for(tmp_path: Path, text: str) -> tuple[str, str]:
         "unclosed-list",
         "at-sign",
         "star",
-    ],  # fmt: skip
+    ],
 )
 def test_yaml_syntax_error_names_the_place_and_gives_a_hint(
     tmp_path: Path, text: str, expected: str
@@ -112,7 +112,7 @@ def test_yaml_error_never_quotes_the_broken_line(tmp_path: Path) -> None:
         (
             "mailboxes:\n  - support\n",
             "mailboxes[0]: must be a mapping ('key: value' lines), not text",
-        ),  # fmt: skip
+        ),
         (MAILBOX + "http: [a]\n", "http: must be a mapping ('key: value' lines), not a list"),
     ],
 )
@@ -122,4 +122,5 @@ def test_wrong_shape_says_list_or_mapping_without_class_names(
     """A mapping where a list is expected (and the reverse) is said in YAML's words."""
     problem, message = problem_for(tmp_path, text)
     assert problem == expected
-    assert "Config" not in message and "instance of" not in message
+    assert "Config" not in message
+    assert "instance of" not in message
