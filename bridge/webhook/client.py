@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from types import TracebackType
 
 import aiohttp
+import structlog
 from aiohttp.helpers import get_env_proxy_for_url
 from yarl import URL
 
@@ -55,6 +56,8 @@ or over its ``max_payload_bytes``); ``action`` is ``"reference"``, ``"parked"`` 
 ReferenceBody = Callable[[], bytes | Awaitable[bytes]]
 """Gives the smaller body to send instead (attachments by reference); may be a coroutine
 function. It may raise :class:`~bridge.errors.AttachmentStoreError` (then: TRANSIENT)."""
+
+log = structlog.get_logger("bridge.webhook")
 
 _ERROR_BODY_BYTES = 512
 _ERROR_TEXT_CHARS = 200
@@ -195,8 +198,28 @@ class WebhookClient:
         breaker = self._breakers.get(target.name)
         if breaker is None:
             notify = self._on_breaker_change
+            down_since: list[float] = []  # set while the target is down (open or probing)
 
             def on_change(state: BreakerState, name: str = target.name) -> None:
+                # One warning when the target goes down and one when it is back; the probes
+                # in between (half-open, open again) are not news.
+                if state is BreakerState.OPEN and not down_since:
+                    down_since.append(self._clock())
+                    log.warning(
+                        "webhook_target_down",
+                        target=name,
+                        consecutive_failures=self._breakers[name].consecutive_failures,
+                        next_probe_in=round(self._breakers[name].retry_in(), 3),
+                        detail="circuit breaker open: no deliveries to this target until a "
+                        "trial request succeeds",
+                    )
+                elif state is BreakerState.CLOSED and down_since:
+                    log.warning(
+                        "webhook_target_recovered",
+                        target=name,
+                        down_seconds=round(self._clock() - down_since.pop(), 3),
+                        detail="circuit breaker closed: deliveries to this target resume",
+                    )
                 if notify is not None:
                     notify(name, state)
 
