@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import inspect
+import math
 import random
 import ssl
 import time
@@ -155,6 +156,7 @@ class WebhookClient:
         self._session: aiohttp.ClientSession | None = None
         self._proxies: dict[str, tuple[URL | None, aiohttp.BasicAuth | None]] = {}
         self._breakers: dict[str, CircuitBreaker] = {}
+        self._gone: set[str] = set()  # targets that answered 410 Gone: no more requests
         self._closed = False
 
     async def __aenter__(self) -> WebhookClient:
@@ -185,14 +187,38 @@ class WebhookClient:
         return breaker.state if breaker is not None else BreakerState.CLOSED
 
     def is_open(self, target_name: str) -> bool:
-        """True when a delivery to this target now would be refused without a request."""
+        """True when a delivery to this target now would be refused without a request
+        (its breaker is open, or it answered 410 Gone)."""
+        if target_name in self._gone:
+            return True
         breaker = self._breakers.get(target_name)
         return breaker is not None and breaker.is_open()
 
+    def is_gone(self, target_name: str) -> bool:
+        """True once the target answered 410 Gone: nothing more is sent to it by this process."""
+        return target_name in self._gone
+
     def retry_in(self, target_name: str) -> float:
-        """Seconds until the target's breaker lets a probe through (0 when closed)."""
+        """Seconds until the target's breaker lets a probe through (0 when closed; infinite
+        for a target that answered 410 Gone)."""
+        if target_name in self._gone:
+            return math.inf
         breaker = self._breakers.get(target_name)
         return breaker.retry_in() if breaker is not None else 0.0
+
+    def _mark_gone(self, target: WebhookTarget) -> None:
+        """410 Gone (Standard Webhooks: the endpoint is disabled): stop sending to it."""
+        if target.name in self._gone:
+            return
+        self._gone.add(target.name)
+        log.warning(
+            "webhook_target_gone",
+            target=target.name,
+            detail="the receiver answered 410 Gone: no more deliveries to this target until "
+            f"popbridge restarts; fix webhooks.{target.name}.url or remove the target",
+        )
+        if self._on_breaker_change is not None:
+            self._on_breaker_change(target.name, BreakerState.OPEN)  # shown as open
 
     def _breaker(self, target: WebhookTarget) -> CircuitBreaker:
         breaker = self._breakers.get(target.name)
@@ -255,13 +281,22 @@ class WebhookClient:
         with ``parked`` (``"park"``), or REJECTED (``"reject"``); a reference body that is
         still too large ends REJECTED with ``parked`` unless the policy is reject, and one
         that cannot be made (:class:`~bridge.errors.AttachmentStoreError`) ends TRANSIENT.
-        Other 4xx and 3xx -> REJECTED. An open breaker -> CIRCUIT_OPEN without a
+        410 Gone -> REJECTED, and the target gets no more requests from this client
+        (later calls: CIRCUIT_OPEN). Other 4xx and 3xx -> REJECTED. An open breaker -> CIRCUIT_OPEN without a
         request; a breaker that opens during the call ends it as TRANSIENT. Only an
         exception from ``reference_body`` other than AttachmentStoreError escapes.
         """
         if self._closed:
             raise RuntimeError("this WebhookClient is closed")
         start = self._clock()
+        if target.name in self._gone:
+            return DeliveryOutcome(
+                kind=DeliveryKind.CIRCUIT_OPEN,
+                target=target.name,
+                webhook_id=webhook_id,
+                error="the receiver answered 410 Gone earlier: not sent (restart popbridge "
+                "once the target's url is fixed)",
+            )
         breaker = self._breaker(target)
         if not breaker.allow():
             wait = breaker.retry_in()
@@ -307,6 +342,8 @@ class WebhookClient:
                     payload = decided
                     continue
                 if verdict is Verdict.REJECTED:
+                    if attempt.status == 410:
+                        self._mark_gone(target)
                     return call.finish(DeliveryKind.REJECTED, attempt, attempt.detail)
 
                 breaker.record_failure()
