@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import email
+import email.message
 import json
 from pathlib import Path
 from typing import Any
@@ -236,6 +237,7 @@ async def test_oversize_messages_follow_policy_and_do_not_block_others(
         big = next(r.json() for r in receiver.requests if r.json()["subject"] == "message 1")
         assert big["text"] in (None, "")
         assert big["size"] > 20_000
+        assert (big["body_omitted"], big["body_omitted_reason"]) == (True, "size")
         assert any("max_message_bytes" in json.dumps(d) for d in big["defects"])
         assert pop3_user.count() == 0
 
