@@ -132,7 +132,7 @@ def webhook_target(
         bearer_token=bearer,
         basic_auth=basic,
         max_attempts=cfg.max_attempts,
-        backoff_base=cfg.backoff_initial,
+        backoff_initial=cfg.backoff_initial,
         backoff_max=cfg.backoff_max,
         breaker_threshold=cfg.breaker_failures,
         breaker_cooldown=cfg.breaker_cooldown,

@@ -368,11 +368,13 @@ class WebhookConfig(_Model):
     secret_file: SecretFileField | None = Field(default=None, description="file holding `secret`")
     secrets: list[SecretStr] = Field(
         default_factory=list,
+        json_schema_extra={"default": []},
         description="more signing secrets, for rotation: every request is signed with each",
     )
     timeout: float = Field(default=15.0, gt=0, le=600, description="seconds per request")
     headers: dict[str, SecretStr] = Field(
         default_factory=dict,
+        json_schema_extra={"default": {}},
         description="extra request headers; values are treated as secrets (often API keys)",
     )
     bearer_token: SecretStr | None = Field(
@@ -888,7 +890,7 @@ class Config(_Model):
     """The whole configuration file."""
 
     data_dir: ConfigPath = Field(
-        default=Path("/var/lib/bridge"), description="ledger and dead letters live here"
+        default=Path("/var/lib/popbridge"), description="ledger and dead letters live here"
     )
     http: HttpConfig = Field(default_factory=HttpConfig)
     log: LogConfig = Field(default_factory=LogConfig)

@@ -282,8 +282,9 @@ class WebhookClient:
         still too large ends REJECTED with ``parked`` unless the policy is reject, and one
         that cannot be made (:class:`~bridge.errors.AttachmentStoreError`) ends TRANSIENT.
         410 Gone -> REJECTED, and the target gets no more requests from this client
-        (later calls: CIRCUIT_OPEN). Other 4xx and 3xx -> REJECTED. An open breaker -> CIRCUIT_OPEN without a
-        request; a breaker that opens during the call ends it as TRANSIENT. Only an
+        (later calls: CIRCUIT_OPEN). Other 4xx and 3xx -> REJECTED. An open breaker ->
+        CIRCUIT_OPEN without a request; a breaker that opens during the call ends it as
+        TRANSIENT. Only an
         exception from ``reference_body`` other than AttachmentStoreError escapes.
         """
         if self._closed:
@@ -368,7 +369,7 @@ class WebhookClient:
                     )
                 if retry_after is None:
                     retry_after = backoff_delay(
-                        transient_failures, target.backoff_base, target.backoff_max, self._rng
+                        transient_failures, target.backoff_initial, target.backoff_max, self._rng
                     )
                 await self._sleep(retry_after)
                 if not breaker.allow():

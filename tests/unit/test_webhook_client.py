@@ -176,7 +176,7 @@ async def test_transient_statuses_retry_then_give_up(
 ) -> None:
     """408/425/429/5xx are retried up to max_attempts with jittered exponential waits."""
     receiver.reply(Reply(status, body=b"busy"))
-    outcome = await deliver(harness, target(receiver.url, max_attempts=3, backoff_base=0.5))
+    outcome = await deliver(harness, target(receiver.url, max_attempts=3, backoff_initial=0.5))
     assert outcome.kind is DeliveryKind.TRANSIENT
     assert (outcome.status, outcome.attempts) == (status, 3)
     assert outcome.error == f"HTTP {status}: busy"
