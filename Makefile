@@ -11,7 +11,7 @@ STAMP  := $(VENV)/.installed-$(shell cksum pyproject.toml | cut -d' ' -f1)
 APT_GET := DEBIAN_FRONTEND=noninteractive apt-get
 PYTEST_ARGS ?=
 
-.PHONY: all demo test lint format bench test-deps venv clean
+.PHONY: all demo test lint format bench test-deps venv clean schemas
 
 all: test
 
@@ -69,6 +69,11 @@ bench: $(STAMP) test-deps
 		if [ "$$(id -u)" = 0 ]; then $(APT_GET) update -qq && $(APT_GET) install -y -qq fetchmail curl time; \
 		else echo "make bench needs: sudo apt-get install fetchmail curl time" >&2; exit 1; fi; }
 	$(PY) -m bench.run
+
+# The published payload schemas (docs/schema/): regenerate after changing bridge/mime/model.py.
+schemas: $(STAMP)
+	$(VENV)/bin/popbridge schema payload > docs/schema/payload.schema.json
+	$(VENV)/bin/popbridge schema payload-strict > docs/schema/payload.strict.schema.json
 
 clean:
 	rm -rf $(VENV) build dist *.egg-info .pytest_cache .mypy_cache .ruff_cache

@@ -126,8 +126,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="YAML config file of the running service",
     )
 
-    schema = sub.add_parser("schema", help="print a JSON Schema")
-    schema.add_argument("which", choices=["payload", "config"])
+    schema = sub.add_parser(
+        "schema",
+        help="print a JSON Schema: payload (for receivers: allows fields added later), "
+        "payload-strict (exactly this release's fields), config",
+    )
+    schema.add_argument("which", choices=["payload", "payload-strict", "config"])
 
     demo = sub.add_parser("demo", help="run the bridge against a built-in POP3 server and receiver")
     demo.add_argument("--keep", action="store_true", help="keep serving metrics until Ctrl-C")
@@ -190,10 +194,10 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def _dispatch(args: argparse.Namespace) -> int:
     if args.command == "schema":
-        if args.which == "payload":
+        if args.which in ("payload", "payload-strict"):
             from bridge.mime import payload_schema
 
-            schema = payload_schema()
+            schema = payload_schema(strict=args.which == "payload-strict")
         else:
             from bridge.config import config_schema
 
