@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
+import jsonschema
 import pytest
 
 from tests.dovecot import Dovecot, Pop3User, free_port
@@ -258,6 +259,26 @@ async def test_demo_runs_to_completion() -> None:
     assert code == 0, out + err
     assert "OK: delete-after-ack demo finished" in out
     assert "messages on the server before: 12, after: 0" in out
+    assert "complete payload" not in out  # --quiet: only the summary
+
+
+async def test_demo_prints_one_complete_payload() -> None:
+    """Without --quiet the demo prints one payload whole, as the receiver got it: valid JSON
+    with every field of the exact schema, attachment content included."""
+    from bridge.mime import payload_schema
+
+    code, out, err = await popbridge("demo", within=120)
+    assert code == 0, out + err
+    lines = out.splitlines()
+    start = lines.index("{")
+    end = lines.index("}", start)
+    payload = json.loads("\n".join(lines[start : end + 1]))
+    schema = payload_schema(strict=True)
+    jsonschema.validate(payload, schema)
+    assert set(payload) == set(schema["properties"])
+    assert payload["subject"] == "Our new logo"
+    assert payload["attachments"][0]["content"]
+    assert lines.count("{") == 1  # one payload, not one per message
 
 
 def test_version_flag() -> None:
