@@ -100,6 +100,12 @@ def build_parser() -> argparse.ArgumentParser:
         "check", help="connect, authenticate and STAT each mailbox; change nothing"
     )
     with_config(check)
+    check.add_argument(
+        "--webhooks",
+        action="store_true",
+        help="also send one signed test event (type popbridge.test) to each webhook target "
+        "and show its answer",
+    )
     validate = sub.add_parser(
         "validate", help="check the config file without connecting anywhere, then exit"
     )
@@ -248,7 +254,7 @@ def _dispatch(args: argparse.Namespace) -> int:
                 return asyncio.run(_run(config, args.shard, args.config))
             return asyncio.run(_once(config, args.shard))
     if args.command == "check":
-        return asyncio.run(_check(config, args.shard))
+        return asyncio.run(_check(config, args.shard, webhooks=args.webhooks))
     raise AssertionError(args.command)  # argparse only lets known commands through
 
 
@@ -407,7 +413,7 @@ async def _prune_attachments(config: Config, older_than: float) -> int:
     return EXIT_OK
 
 
-async def _check(config: Config, shard: tuple[int, int] | None) -> int:
+async def _check(config: Config, shard: tuple[int, int] | None, *, webhooks: bool = False) -> int:
     from bridge.app import App
 
     app = App(config, shard=shard, open_ledger=False)  # check changes nothing, on disk too
@@ -422,4 +428,16 @@ async def _check(config: Config, shard: tuple[int, int] | None) -> int:
         size = "-" if r.size is None else str(r.size)
         status = "ok" if r.ok else "FAILED"
         print(f"{r.mailbox:<{width}}  {status:<6}  {count:>8}  {size:>12}  {r.detail}")
-    return EXIT_OK if all(r.ok for r in rows) else EXIT_FAILED
+    ok = all(r.ok for r in rows)
+    if webhooks:
+        from bridge.app import webhook_target
+        from bridge.webhook.probe import check_targets
+
+        targets = [webhook_target(name, cfg) for name, cfg in config.webhooks.items()]
+        checks = await check_targets(targets)
+        width = max([len("WEBHOOK")] + [len(c.target) for c in checks])
+        print(f"\n{'WEBHOOK':<{width}}  {'STATUS':<6}  DETAIL")
+        for c in checks:
+            print(f"{c.target:<{width}}  {'ok' if c.ok else 'FAILED':<6}  {c.detail}")
+        ok = ok and all(c.ok for c in checks)
+    return EXIT_OK if ok else EXIT_FAILED

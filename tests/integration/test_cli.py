@@ -433,3 +433,32 @@ def test_a_closed_pipe_ends_output_quietly() -> None:
         os.close(writer)
     assert proc.returncode == 1
     assert b"Traceback" not in proc.stderr
+
+
+async def test_check_webhooks_sends_one_signed_test_event_per_target(
+    dovecot: Dovecot, pop3_user: Pop3User, receiver: WebhookReceiver, tmp_path: Path
+) -> None:
+    """``check --webhooks`` posts one signed ``popbridge.test`` event to each target (the
+    reference library verifies it) and prints each answer; a failing target is FAILED and
+    exit 1; no mail is touched."""
+    from standardwebhooks.webhooks import Webhook
+
+    from tests.integration.kit import SECRET
+
+    pop3_user.deliver_many([make_message(1)])
+    config = config_dict(dovecot, pop3_user, receiver.url, tmp_path / "data")
+    config["webhooks"]["gone"] = dict(config["webhooks"]["main"], url=receiver.url + "/gone")
+    receiver.decide(lambda r: 410 if r.path.endswith("/gone") else 204)
+    cfg = write_config(tmp_path / "c.yaml", config)
+    code, out, err = await popbridge("check", "--webhooks", "-c", str(cfg))
+    assert code == 1, err
+    lines = {line.split()[0]: line.split() for line in out.splitlines() if line.strip()}
+    assert lines["main"][1:3] == ["ok", "HTTP"]
+    assert lines["gone"][1:3] == ["FAILED", "HTTP"]
+    assert "410" in lines["gone"]
+    assert len(receiver.requests) == 2  # one each, no retry
+    for request in receiver.requests:
+        event = Webhook(SECRET).verify(request.body, dict(request.headers))
+        assert event["type"] == "popbridge.test"
+    assert pop3_user.count() == 1
+    assert not (tmp_path / "data").exists()
