@@ -16,8 +16,10 @@
 #   stops taking work, finishes in-flight deliveries within shutdown_grace (25 s), QUITs so
 #   acknowledged deletions commit, and exits 0. Give the container longer than that to stop
 #   (docker stop -t 40 / --stop-timeout 40; Kubernetes terminationGracePeriodSeconds 45).
-# - tests/integration/test_deploy.py runs ENTRYPOINT + CMD and the HEALTHCHECK below from a
-#   freshly built wheel, since no Docker engine runs on the CI machines.
+# - tests/integration/test_image.py builds this image (FROM a Debian base it makes with
+#   debootstrap, as no registry is reachable there) and runs it where a Docker engine is
+#   available; tests/integration/test_deploy.py runs ENTRYPOINT + CMD and the HEALTHCHECK
+#   below from a freshly built wheel everywhere.
 
 ARG PYTHON_IMAGE=python:3.11-slim-bookworm
 
@@ -29,10 +31,18 @@ ENV PIP_DISABLE_PIP_VERSION_CHECK=1 \
     PYTHONDONTWRITEBYTECODE=1
 
 WORKDIR /src
-COPY pyproject.toml README.md ./
+COPY pyproject.toml README.md constraints.txt ./
 COPY bridge ./bridge
-RUN python -m pip wheel --no-deps --wheel-dir /wheels . \
- && python -m venv /opt/venv \
+# constraints.txt pins every dependency, and the build backend, to the versions CI tests.
+# WHEELHOUSE_URL (optional) installs from that find-links page only, without an index: for
+# offline builds or a mirror (tests/integration/test_image.py serves one on loopback).
+ARG WHEELHOUSE_URL=
+ENV PIP_CONSTRAINT=/src/constraints.txt
+RUN if [ -n "$WHEELHOUSE_URL" ]; then \
+        export PIP_NO_INDEX=1 PIP_FIND_LINKS="$WHEELHOUSE_URL"; \
+    fi \
+ && python3 -m venv /opt/venv \
+ && /opt/venv/bin/pip wheel --no-deps --wheel-dir /wheels . \
  && /opt/venv/bin/pip install /wheels/popbridge-*.whl \
  && /opt/venv/bin/pip uninstall --yes pip \
  && /opt/venv/bin/popbridge --version

@@ -7,23 +7,25 @@
 PYTHON ?= python3
 VENV   ?= .venv
 PY     := $(VENV)/bin/python
-STAMP  := $(VENV)/.installed-$(shell cksum pyproject.toml | cut -d' ' -f1)
+STAMP  := $(VENV)/.installed-$(shell cat pyproject.toml constraints.txt | cksum | cut -d' ' -f1)
+# Exact dependency versions (constraints.txt), also for the build backend pip runs in isolation.
+PIP_INSTALL := PIP_CONSTRAINT="$(CURDIR)/constraints.txt" $(PY) -m pip install -q
 APT_GET := DEBIAN_FRONTEND=noninteractive apt-get
 PYTEST_ARGS ?=
 
-.PHONY: all demo test lint format bench test-deps venv clean
+.PHONY: all demo test lint format bench test-deps venv clean schemas constraints test-image
 
 all: test
 
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml constraints.txt
 	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11))' || \
 		{ echo "popbridge needs Python >= 3.11 (found $$($(PYTHON) --version 2>&1)); set PYTHON=python3.11 or newer" >&2; exit 1; }
 	@$(PYTHON) -m venv $(VENV) 2>/dev/null || { \
 		if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
 			$(APT_GET) update -qq && $(APT_GET) install -y -qq python3-venv && $(PYTHON) -m venv $(VENV); \
 		else echo "Cannot create a virtual environment: install python3-venv (apt-get install python3-venv)" >&2; exit 1; fi; }
-	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q -e '.[test,lint]'
+	$(PIP_INSTALL) --upgrade pip
+	$(PIP_INSTALL) -e '.[test,lint]'
 	@rm -f $(VENV)/.installed-*
 	@touch $@
 
@@ -55,6 +57,16 @@ demo: $(STAMP)
 test: $(STAMP) test-deps
 	POPBRIDGE_SERVERS_DIR=$(SERVERS_DIR) $(PY) -m pytest $(PYTEST_ARGS)
 
+# The container image built from the Dockerfile and run (tests/integration/test_image.py):
+# installs docker.io and debootstrap, starts dockerd if none runs, builds a local Debian base
+# (no registry is needed) and the image from constraints.txt. About 4 minutes the first time.
+test-image: $(STAMP) test-deps
+	@command -v dockerd >/dev/null && command -v debootstrap >/dev/null || { \
+		if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+			$(APT_GET) update -qq && $(APT_GET) install -y -qq --no-install-recommends docker.io debootstrap; \
+		else echo "make test-image needs: sudo apt-get install docker.io debootstrap" >&2; exit 1; fi; }
+	POPBRIDGE_START_DOCKERD=1 $(PY) -m pytest -m docker -rs $(PYTEST_ARGS)
+
 lint: $(STAMP)
 	$(VENV)/bin/ruff check bridge tests bench deploy
 	$(VENV)/bin/ruff format --check bridge tests bench deploy
@@ -69,6 +81,23 @@ bench: $(STAMP) test-deps
 		if [ "$$(id -u)" = 0 ]; then $(APT_GET) update -qq && $(APT_GET) install -y -qq fetchmail curl time; \
 		else echo "make bench needs: sudo apt-get install fetchmail curl time" >&2; exit 1; fi; }
 	$(PY) -m bench.run
+
+# The published payload schemas (docs/schema/): regenerate after changing bridge/mime/model.py.
+schemas: $(STAMP)
+	$(VENV)/bin/popbridge schema payload > docs/schema/payload.schema.json
+	$(VENV)/bin/popbridge schema payload-strict > docs/schema/payload.strict.schema.json
+
+# Re-pin constraints.txt to the newest versions pyproject.toml allows (after changing
+# dependencies there), resolved in a fresh virtual environment; review the diff.
+constraints:
+	rm -rf .venv-constraints
+	$(PYTHON) -m venv .venv-constraints
+	.venv-constraints/bin/pip install -q --upgrade pip setuptools wheel
+	.venv-constraints/bin/pip install -q '.[test,lint]'
+	{ sed -n '1,5p' constraints.txt; \
+	  .venv-constraints/bin/pip freeze --all --exclude popbridge | sort -f; } > constraints.txt.new
+	mv constraints.txt.new constraints.txt
+	rm -rf .venv-constraints build
 
 clean:
 	rm -rf $(VENV) build dist *.egg-info .pytest_cache .mypy_cache .ruff_cache

@@ -51,6 +51,7 @@ from bridge.errors import (
     Pop3TimeoutError,
     Pop3TLSError,
 )
+from bridge.exitcodes import ExitCode, OnceReport, session_exit_code
 from bridge.health import HealthState
 from bridge.ledger import Ledger
 from bridge.logindelay import LoginPacer
@@ -133,7 +134,7 @@ def webhook_target(
         bearer_token=bearer,
         basic_auth=basic,
         max_attempts=cfg.max_attempts,
-        backoff_base=cfg.backoff_initial,
+        backoff_initial=cfg.backoff_initial,
         backoff_max=cfg.backoff_max,
         breaker_threshold=cfg.breaker_failures,
         breaker_cooldown=cfg.breaker_cooldown,
@@ -718,8 +719,10 @@ class App:
 
     # ------------------------------------------------------------------ modes
 
-    async def once(self, stop: asyncio.Event | None = None) -> bool:
-        """One pass over every mailbox, draining what is there; True when all went well.
+    async def once(self, stop: asyncio.Event | None = None) -> OnceReport:
+        """One pass over every mailbox, draining what is there; true when all went well.
+
+        The report's exit code describes what the pass leaves behind (bridge.exitcodes).
 
         When ``stop`` is set (SIGTERM/SIGINT), no new work starts; sessions finish their
         in-flight deliveries and QUIT within ``shutdown_grace``, as in :meth:`run`.
@@ -746,14 +749,24 @@ class App:
             stopper.cancel()
             for task in tasks:
                 task.cancel()
-        return all(not t.cancelled() and t.exception() is None and t.result() for t in tasks)
+        codes = {
+            name: (
+                ExitCode.LEFT_ON_SERVER  # cancelled when the shutdown grace expired
+                if t.cancelled()
+                else ExitCode.INTERNAL_ERROR
+                if t.exception() is not None
+                else t.result()
+            )
+            for name, t in zip(self.mailboxes, tasks, strict=True)
+        }
+        return OnceReport(codes)
 
-    async def _drain(self, state: MailboxState, stop: asyncio.Event) -> bool:
-        """Sessions until the mailbox is drained. Waits, within ``once_max_wait`` in all, for
-        an announced LOGIN-DELAY before each login after the first and after a refused login
-        ([LOGIN-DELAY], [IN-USE]); a longer wait leaves the rest for the next run."""
-        ok = True
-        result: SessionResult | None = None
+    async def _drain(self, state: MailboxState, stop: asyncio.Event) -> ExitCode:
+        """Sessions until the mailbox is drained; the last one decides the exit code. Waits,
+        within ``once_max_wait`` in all, for an announced LOGIN-DELAY before each login after
+        the first and after a refused login ([LOGIN-DELAY], [IN-USE]); a longer wait leaves
+        the rest for the next run (exit code 3)."""
+        code = ExitCode.LEFT_ON_SERVER  # stopped before the first session: nothing is known
         name = state.config.name
         waited = 0.0
         while not stop.is_set():
@@ -767,16 +780,17 @@ class App:
                         bound=self.once_max_wait,
                         detail="messages left on the server for the next run",
                     )
-                    return False
+                    return ExitCode.LEFT_ON_SERVER
                 log.info("login_delay_wait", mailbox=name, seconds=round(pause, 1))
                 waited += pause
                 if await _wait(stop, pause, self.clock):
-                    return False
+                    return ExitCode.LEFT_ON_SERVER
             result = await self.session(state, stop)
+            code = session_exit_code(result, state.last_exception)
             if result is None:
                 retry = self._once_retry(state)
                 if retry is None or waited + retry > self.once_max_wait:
-                    return False
+                    return code
                 log.info(
                     "login_retry_wait",
                     mailbox=name,
@@ -785,20 +799,11 @@ class App:
                 )
                 waited += retry
                 if await _wait(stop, retry, self.clock):
-                    return False
+                    return ExitCode.LEFT_ON_SERVER
                 continue
-            ok = (
-                ok
-                and result.ok
-                and not result.rejected
-                and not result.oversize
-                and not result.retr_failed
-                and result.ledger_error is None
-            )
             if not (result.more_pending and (result.fetched or result.reconciled)):
                 break
-        # Stopped (SIGTERM) with mail left behind: not "everything delivered".
-        return ok and not (stop.is_set() and result is not None and result.more_pending)
+        return code
 
     def _once_retry(self, state: MailboxState) -> float | None:
         """How long `once` waits before it tries a refused login again (None: it does not)."""

@@ -2,6 +2,8 @@
 
 Exit codes: 0 all went well; 1 something failed (the log says what); 2 bad usage, config or
 environment (data_dir, ledger, HTTP port); 5 data_dir is locked by another popbridge process.
+``once`` also exits 3 (messages left on a server) and 4 (a mailbox could not be reached or
+logged into): see :mod:`bridge.exitcodes`.
 """
 
 from __future__ import annotations
@@ -88,13 +90,22 @@ def build_parser() -> argparse.ArgumentParser:
     run = sub.add_parser("run", help="run the service")
     with_config(run)
     once = sub.add_parser(
-        "once", help="one pass over every mailbox, then exit (0 when all went well)"
+        "once",
+        help="one pass over every mailbox, then exit: 0 all delivered and deleted, 1 internal "
+        "error, 2 config error, 3 messages left on a server, 4 a mailbox unreachable or login "
+        "refused",
     )
     with_config(once)
     check = sub.add_parser(
         "check", help="connect, authenticate and STAT each mailbox; change nothing"
     )
     with_config(check)
+    check.add_argument(
+        "--webhooks",
+        action="store_true",
+        help="also send one signed test event (type popbridge.test) to each webhook target "
+        "and show its answer",
+    )
     validate = sub.add_parser(
         "validate", help="check the config file without connecting anywhere, then exit"
     )
@@ -121,8 +132,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="YAML config file of the running service",
     )
 
-    schema = sub.add_parser("schema", help="print a JSON Schema")
-    schema.add_argument("which", choices=["payload", "config"])
+    schema = sub.add_parser(
+        "schema",
+        help="print a JSON Schema: payload (for receivers: allows fields added later), "
+        "payload-strict (exactly this release's fields), config",
+    )
+    schema.add_argument("which", choices=["payload", "payload-strict", "config"])
 
     demo = sub.add_parser("demo", help="run the bridge against a built-in POP3 server and receiver")
     demo.add_argument("--keep", action="store_true", help="keep serving metrics until Ctrl-C")
@@ -185,10 +200,10 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def _dispatch(args: argparse.Namespace) -> int:
     if args.command == "schema":
-        if args.which == "payload":
+        if args.which in ("payload", "payload-strict"):
             from bridge.mime import payload_schema
 
-            schema = payload_schema()
+            schema = payload_schema(strict=args.which == "payload-strict")
         else:
             from bridge.config import config_schema
 
@@ -239,7 +254,7 @@ def _dispatch(args: argparse.Namespace) -> int:
                 return asyncio.run(_run(config, args.shard, args.config))
             return asyncio.run(_once(config, args.shard))
     if args.command == "check":
-        return asyncio.run(_check(config, args.shard))
+        return asyncio.run(_check(config, args.shard, webhooks=args.webhooks))
     raise AssertionError(args.command)  # argparse only lets known commands through
 
 
@@ -365,10 +380,10 @@ async def _once(config: Config, shard: tuple[int, int] | None) -> int:
     app = App(config, shard=shard)
     try:
         async with progress(app.metrics, list(app.mailboxes), sys.stderr):
-            ok = await app.once(stop)
+            report = await app.once(stop)
     finally:
         await app.close()
-    return EXIT_OK if ok else EXIT_FAILED
+    return int(report.exit_code)
 
 
 async def _prune_attachments(config: Config, older_than: float) -> int:
@@ -398,7 +413,7 @@ async def _prune_attachments(config: Config, older_than: float) -> int:
     return EXIT_OK
 
 
-async def _check(config: Config, shard: tuple[int, int] | None) -> int:
+async def _check(config: Config, shard: tuple[int, int] | None, *, webhooks: bool = False) -> int:
     from bridge.app import App
 
     app = App(config, shard=shard, open_ledger=False)  # check changes nothing, on disk too
@@ -413,4 +428,16 @@ async def _check(config: Config, shard: tuple[int, int] | None) -> int:
         size = "-" if r.size is None else str(r.size)
         status = "ok" if r.ok else "FAILED"
         print(f"{r.mailbox:<{width}}  {status:<6}  {count:>8}  {size:>12}  {r.detail}")
-    return EXIT_OK if all(r.ok for r in rows) else EXIT_FAILED
+    ok = all(r.ok for r in rows)
+    if webhooks:
+        from bridge.app import webhook_target
+        from bridge.webhook.probe import check_targets
+
+        targets = [webhook_target(name, cfg) for name, cfg in config.webhooks.items()]
+        checks = await check_targets(targets)
+        width = max([len("WEBHOOK")] + [len(c.target) for c in checks])
+        print(f"\n{'WEBHOOK':<{width}}  {'STATUS':<6}  DETAIL")
+        for c in checks:
+            print(f"{c.target:<{width}}  {'ok' if c.ok else 'FAILED':<6}  {c.detail}")
+        ok = ok and all(c.ok for c in checks)
+    return EXIT_OK if ok else EXIT_FAILED

@@ -30,7 +30,6 @@ from pathlib import Path
 from typing import Annotated, Any, Literal, Self, TypeAlias
 from urllib.parse import urlsplit
 
-import yaml
 from pydantic import (
     AfterValidator,
     BaseModel,
@@ -51,6 +50,7 @@ from bridge.errors import ConfigError
 from bridge.redact import basic_forms, sasl_forms, secret_forms
 from bridge.redact import register as register_secrets
 from bridge.webhook.signing import decode_secret
+from bridge.yamlfile import parse_yaml
 
 __all__ = [
     "ENV_PREFIX",
@@ -380,11 +380,13 @@ class WebhookConfig(_Model):
     secret_file: SecretFileField | None = Field(default=None, description="file holding `secret`")
     secrets: list[SecretStr] = Field(
         default_factory=list,
+        json_schema_extra={"default": []},
         description="more signing secrets, for rotation: every request is signed with each",
     )
     timeout: float = Field(default=15.0, gt=0, le=600, description="seconds per request")
     headers: dict[str, SecretStr] = Field(
         default_factory=dict,
+        json_schema_extra={"default": {}},
         description="extra request headers; values are treated as secrets (often API keys)",
     )
     bearer_token: SecretStr | None = Field(
@@ -900,7 +902,7 @@ class Config(_Model):
     """The whole configuration file."""
 
     data_dir: ConfigPath = Field(
-        default=Path("/var/lib/bridge"), description="ledger and dead letters live here"
+        default=Path("/var/lib/popbridge"), description="ledger and dead letters live here"
     )
     http: HttpConfig = Field(default_factory=HttpConfig)
     log: LogConfig = Field(default_factory=LogConfig)
@@ -1222,49 +1224,6 @@ def _apply_one(
 # --------------------------------------------------------------------------- loading
 
 
-class _UniqueKeyLoader(yaml.SafeLoader):
-    """SafeLoader that refuses duplicate keys instead of keeping the last one silently."""
-
-
-def _construct_mapping(loader: yaml.SafeLoader, node: yaml.MappingNode) -> dict[Any, Any]:
-    loader.flatten_mapping(node)
-    mapping: dict[Any, Any] = {}
-    for key_node, value_node in node.value:
-        key = loader.construct_object(key_node)
-        if key in mapping:
-            raise yaml.constructor.ConstructorError(
-                "while constructing a mapping",
-                node.start_mark,
-                f"found duplicate key {key!r}",
-                key_node.start_mark,
-            )
-        mapping[key] = loader.construct_object(value_node)
-    return mapping
-
-
-_UniqueKeyLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _construct_mapping)
-
-
-def _parse_yaml(text: str, source: str) -> dict[str, Any]:
-    try:
-        data = yaml.load(text, Loader=_UniqueKeyLoader)  # noqa: S506 - a SafeLoader subclass
-    except yaml.MarkedYAMLError as exc:
-        mark = exc.problem_mark or exc.context_mark
-        where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark else ""
-        what = exc.problem or exc.context or "invalid YAML"
-        problem = f"{where}YAML syntax error: {what}"
-        raise ConfigError(f"{source}: {problem}", [problem]) from None
-    except yaml.YAMLError as exc:
-        problem = f"YAML error: {exc}"
-        raise ConfigError(f"{source}: {problem}", [problem]) from None
-    if data is None:
-        raise ConfigError(f"{source}: the file is empty", ["the file is empty"])
-    if not isinstance(data, dict):
-        problem = "the top level must be a mapping of keys (data_dir, webhooks, mailboxes, ...)"
-        raise ConfigError(f"{source}: {problem}", [problem])
-    return data
-
-
 def load_config(path: str | Path, env: Mapping[str, str] | None = None) -> Config:
     """Read, interpolate, override and validate the YAML file at ``path``.
 
@@ -1279,7 +1238,7 @@ def load_config(path: str | Path, env: Mapping[str, str] | None = None) -> Confi
         reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
         problem = f"cannot read the config file: {reason}"
         raise ConfigError(f"{source}: {problem}", [problem]) from None
-    raw = _parse_yaml(text, source)
+    raw = parse_yaml(text, source)
     return _build(raw, os.environ if env is None else env, path.resolve().parent, source)
 
 
@@ -1310,8 +1269,9 @@ def _fail(source: str, problems: list[str]) -> typing.NoReturn:
 
 def _describe(exc: ValidationError, origins: Mapping[str, str]) -> Iterator[str]:
     """One line per problem; never the input value (it may be a secret)."""
-    for error in exc.errors(include_url=False, include_input=False):
+    for error in exc.errors(include_url=False):
         loc: Loc = tuple(error["loc"])
+        shape = _shape(error.get("input"))  # the kind of value only: never the value itself
         inner = (error.get("ctx") or {}).get("error")
         if isinstance(inner, _Problems):
             for sub_loc, message in inner.problems:
@@ -1330,9 +1290,28 @@ def _describe(exc: ValidationError, origins: Mapping[str, str]) -> Iterator[str]
             )
             close = difflib.get_close_matches(str(loc[-1]), fields, n=1, cutoff=0.6)
             message = "unknown key" + (f"; did you mean {close[0]!r}?" if close else "")
+        elif kind == "list_type":
+            message = f"must be a list (one '- ' item per line), not {shape}"
+        elif kind in ("dict_type", "model_type", "model_attributes_type"):
+            message = f"must be a mapping ('key: value' lines), not {shape}"
         elif kind == "value_error" and message.startswith("Value error, "):
             message = message[len("Value error, ") :]
         yield _with_origin(format_loc(loc), message, origins)
+
+
+def _shape(value: object) -> str:
+    """What kind of YAML value this is, for a message: ``a list``, ``a mapping``, ``text``."""
+    if isinstance(value, dict):
+        return "a mapping"
+    if isinstance(value, list | tuple):
+        return "a list"
+    if value is None:
+        return "an empty value"
+    if isinstance(value, bool):
+        return "true/false"
+    if isinstance(value, int | float):
+        return "a number"
+    return "text"
 
 
 def _with_origin(path: str, message: str, origins: Mapping[str, str]) -> str:

@@ -58,6 +58,7 @@ from bridge.reconcile import HEAD_PREFIX, Acknowledged, acknowledged, content_di
 from bridge.webhook import (
     DeliveryKind,
     DeliveryOutcome,
+    ReferenceBody,
     WebhookClient,
     WebhookTarget,
     webhook_id,
@@ -298,6 +299,10 @@ class _Session:
         self._refused: dict[str, set[str]] = {}  # uid -> targets that had rejected it before
         self._expected: dict[str, Acknowledged | None] = {}  # uid -> what some target acked
         self._timed_out: Message | None = None  # the message whose RETR timed out
+        self._deadline = float("inf")  # monotonic end of the session's time budget
+        self._posting = 0  # deliveries whose POSTs are under way
+        self._idle = asyncio.Event()  # set while no POST is under way
+        self._idle.set()
 
     # ------------------------------------------------------------------ the session
 
@@ -531,6 +536,7 @@ class _Session:
         overlap the current batch's POSTs (at most two batches in memory)."""
         index = 0
         previous: _Batch | None = None
+        self._deadline = self._started + self.policy.session_max_seconds
         keepalive = _KeepAlive(self)
         try:
             while index < len(pending):
@@ -867,7 +873,17 @@ class _Session:
                 for t in due
             ]
             # One target (the common case) needs no extra task; several are posted concurrently.
-            outcomes = [await posts[0]] if len(posts) == 1 else list(await asyncio.gather(*posts))
+            self._posting += 1
+            self._idle.clear()
+            try:
+                outcomes = (
+                    [await posts[0]] if len(posts) == 1 else list(await asyncio.gather(*posts))
+                )
+            finally:
+                self._posting -= 1
+                if not self._posting:
+                    self._idle.set()
+            outcomes = await self._after_recovery(payload.webhook_id, body, reference, outcomes)
             if data.raw is not None:  # dead_letter policy: keep what was posted, for replay
                 data.body = body
             del body
@@ -913,6 +929,47 @@ class _Session:
             t for t in waiting if rows[t].state == RowState.PARKED and rows[t].refused
         }
         return new, waiting
+
+    async def _after_recovery(
+        self,
+        webhook_id: str,
+        body: bytes,
+        reference: ReferenceBody | None,
+        outcomes: list[DeliveryOutcome],
+    ) -> list[DeliveryOutcome]:
+        """A message already fetched whose target's breaker is open waits for the breaker's
+        next trial request (if it comes within the session's time budget) and, when the
+        target is back, is delivered in this session instead of being fetched again later.
+        One wait per message and target: a target still down leaves the message for later."""
+        webhooks, clock = self.p.webhooks, self.p.clock
+        for i, o in enumerate(outcomes):
+            if o.kind not in (DeliveryKind.CIRCUIT_OPEN, DeliveryKind.TRANSIENT):
+                continue
+            if o.kind is DeliveryKind.TRANSIENT and not webhooks.is_open(o.target):
+                # The first failures come before the breaker opens: whether the target is
+                # down is known once the POSTs under way have their answers.
+                await self._idle.wait()
+            if not webhooks.is_open(o.target):
+                continue  # failed on its own; the breaker has not given up on the target
+            target = self.p.targets[o.target]
+            # the trial request itself may take up to the target's timeout
+            until = clock.monotonic() + webhooks.retry_in(o.target) + target.timeout + 1.0
+            if until > self._deadline or self.stop.is_set():
+                continue
+            while not self.stop.is_set():
+                # Wait out the cool-down, then for a trial request another message may have
+                # started; CIRCUIT_OPEN comes back at once, without a request.
+                while webhooks.is_open(o.target) and clock.monotonic() < until:
+                    left = until - clock.monotonic()
+                    await clock.sleep(min(left, max(webhooks.retry_in(o.target), 0.05)))
+                if webhooks.is_open(o.target) or self.stop.is_set():
+                    break
+                outcomes[i] = await webhooks.deliver(
+                    target, webhook_id, body, reference_body=reference
+                )
+                if outcomes[i].kind is not DeliveryKind.CIRCUIT_OPEN:
+                    break
+        return outcomes
 
     async def _record(
         self, batch: _Batch, msg: Message, outcomes: Sequence[DeliveryOutcome], data: _Fetched

@@ -34,6 +34,7 @@ from bridge.webhook import sign
 __all__ = ["DemoReceiver", "run_demo"]
 
 RETRIED_SUBJECT = "Invoice 2026-1183"  # answered 503 once, to show a retry
+SHOWN_SUBJECT = "Our new logo"  # printed whole: text, HTML, an inline image, headers
 
 
 @dataclass
@@ -157,6 +158,14 @@ async def _demo(keep: bool, quiet: bool, out: TextIO) -> int:
         ok = await app.once()
         left = len(server.messages)
         metrics = app.metrics.render().decode()
+        shown = next((p for p in receiver.payloads if p.get("subject") == SHOWN_SUBJECT), None)
+        if shown is not None and not quiet:
+            print(
+                f"\none complete payload, exactly as POSTed ({SHOWN_SUBJECT!r}; "
+                "fields: docs/payload.md):",
+                file=out,
+            )
+            print(json.dumps(shown, indent=2, ensure_ascii=False), file=out)
         print("\nsummary", file=out)
         print(f"  messages on the server before: {before}, after: {left}", file=out)
         print(

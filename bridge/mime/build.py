@@ -467,7 +467,7 @@ def build_headers_only_payload(
         raw_size=size,
         sha256=None,
         body_omitted=True,
-        body_omitted_reason=reason,
+        body_omitted_reason="size",  # the only reason today; the defect's detail says more
         **automated,  # type: ignore[arg-type]
         **ids,  # type: ignore[arg-type]
     )

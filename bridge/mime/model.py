@@ -99,7 +99,9 @@ class Attachment(_Model):
     )
     omitted: bool = Field(default=False, description="True when content was left out.")
     omitted_reason: str | None = Field(
-        default=None, description='Why content was left out: "size", "reference", ...'
+        default=None,
+        description='Why content was left out: "reference" (in the attachment store, at '
+        'content_ref) or "size" (over max_attachment_bytes, no store); more may be added.',
     )
     message: EnclosedMessage | None = Field(
         default=None, description="For message/rfc822 parts: the enclosed message's headers."
@@ -167,7 +169,9 @@ class Payload(_Model):
         "by reference (URL or file path); its bytes hash to sha256. Null otherwise.",
     )
     body_omitted: bool = Field(default=False, description="True for a headers-only payload.")
-    body_omitted_reason: str | None = Field(default=None, description='e.g. "size".')
+    body_omitted_reason: str | None = Field(
+        default=None, description='"size" (over max_message_bytes); more may be added.'
+    )
     defects: list[Defect] = Field(description="What was wrong with the message, per part.")
     auto_submitted: str | None = Field(
         default=None, description="The Auto-Submitted keyword (RFC 3834), lower-cased."

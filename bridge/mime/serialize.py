@@ -46,9 +46,36 @@ def payload_json(payload: Payload) -> bytes:
     return b"".join(pieces)
 
 
-def payload_schema() -> dict[str, Any]:
-    """The JSON Schema (draft 2020-12) of the payload as receivers get it."""
+def payload_schema(*, strict: bool = False) -> dict[str, Any]:
+    """The JSON Schema (draft 2020-12) of the payload as receivers get it.
+
+    By default the schema a receiver validates with: it allows properties it does not list,
+    because later releases add fields within version 1 (never renaming or removing one), so
+    a receiver that validates with it keeps working. ``strict=True`` gives the exact shape of
+    this release (``additionalProperties: false`` everywhere): what this bridge sends now,
+    for its own tests, not for receivers.
+    """
     schema = Payload.model_json_schema(by_alias=True, mode="serialization")
+    if not strict:
+        schema = _open(schema)
     schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"
-    schema["title"] = "popbridge webhook payload, version 1"
+    if strict:
+        schema["title"] = "popbridge webhook payload, version 1 (exact, this release)"
+    else:
+        schema["title"] = "popbridge webhook payload, version 1"
+        schema["description"] = (
+            "For receivers: fields may be added within version 1 and are allowed here; none "
+            "is ever renamed or removed. Ignore fields you do not know."
+        )
     return schema
+
+
+def _open(node: Any) -> Any:
+    """``node`` with every ``additionalProperties: false`` removed (unknown fields allowed)."""
+    if isinstance(node, dict):
+        return {
+            k: _open(v) for k, v in node.items() if not (k == "additionalProperties" and v is False)
+        }
+    if isinstance(node, list):
+        return [_open(v) for v in node]
+    return node

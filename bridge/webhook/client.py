@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import inspect
+import math
 import random
 import ssl
 import time
@@ -18,6 +19,8 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from types import TracebackType
 from typing import TYPE_CHECKING
+
+import structlog
 
 from bridge import __version__
 from bridge.errors import AttachmentStoreError
@@ -58,6 +61,8 @@ or over its ``max_payload_bytes``); ``action`` is ``"reference"``, ``"parked"`` 
 ReferenceBody = Callable[[], bytes | Awaitable[bytes]]
 """Gives the smaller body to send instead (attachments by reference); may be a coroutine
 function. It may raise :class:`~bridge.errors.AttachmentStoreError` (then: TRANSIENT)."""
+
+log = structlog.get_logger("bridge.webhook")
 
 _ERROR_BODY_BYTES = 512
 _ERROR_TEXT_CHARS = 200
@@ -155,6 +160,7 @@ class WebhookClient:
         self._session: aiohttp.ClientSession | None = None
         self._proxies: dict[str, tuple[URL | None, aiohttp.BasicAuth | None]] = {}
         self._breakers: dict[str, CircuitBreaker] = {}
+        self._gone: set[str] = set()  # targets that answered 410 Gone: no more requests
         self._closed = False
 
     async def __aenter__(self) -> WebhookClient:
@@ -185,21 +191,65 @@ class WebhookClient:
         return breaker.state if breaker is not None else BreakerState.CLOSED
 
     def is_open(self, target_name: str) -> bool:
-        """True when a delivery to this target now would be refused without a request."""
+        """True when a delivery to this target now would be refused without a request
+        (its breaker is open, or it answered 410 Gone)."""
+        if target_name in self._gone:
+            return True
         breaker = self._breakers.get(target_name)
         return breaker is not None and breaker.is_open()
 
+    def is_gone(self, target_name: str) -> bool:
+        """True once the target answered 410 Gone: nothing more is sent to it by this process."""
+        return target_name in self._gone
+
     def retry_in(self, target_name: str) -> float:
-        """Seconds until the target's breaker lets a probe through (0 when closed)."""
+        """Seconds until the target's breaker lets a probe through (0 when closed; infinite
+        for a target that answered 410 Gone)."""
+        if target_name in self._gone:
+            return math.inf
         breaker = self._breakers.get(target_name)
         return breaker.retry_in() if breaker is not None else 0.0
+
+    def _mark_gone(self, target: WebhookTarget) -> None:
+        """410 Gone (Standard Webhooks: the endpoint is disabled): stop sending to it."""
+        if target.name in self._gone:
+            return
+        self._gone.add(target.name)
+        log.warning(
+            "webhook_target_gone",
+            target=target.name,
+            detail="the receiver answered 410 Gone: no more deliveries to this target until "
+            f"popbridge restarts; fix webhooks.{target.name}.url or remove the target",
+        )
+        if self._on_breaker_change is not None:
+            self._on_breaker_change(target.name, BreakerState.OPEN)  # shown as open
 
     def _breaker(self, target: WebhookTarget) -> CircuitBreaker:
         breaker = self._breakers.get(target.name)
         if breaker is None:
             notify = self._on_breaker_change
+            down_since: list[float] = []  # set while the target is down (open or probing)
 
             def on_change(state: BreakerState, name: str = target.name) -> None:
+                # One warning when the target goes down and one when it is back; the probes
+                # in between (half-open, open again) are not news.
+                if state is BreakerState.OPEN and not down_since:
+                    down_since.append(self._clock())
+                    log.warning(
+                        "webhook_target_down",
+                        target=name,
+                        consecutive_failures=self._breakers[name].consecutive_failures,
+                        next_probe_in=round(self._breakers[name].retry_in(), 3),
+                        detail="circuit breaker open: no deliveries to this target until a "
+                        "trial request succeeds",
+                    )
+                elif state is BreakerState.CLOSED and down_since:
+                    log.warning(
+                        "webhook_target_recovered",
+                        target=name,
+                        down_seconds=round(self._clock() - down_since.pop(), 3),
+                        detail="circuit breaker closed: deliveries to this target resume",
+                    )
                 if notify is not None:
                     notify(name, state)
 
@@ -235,13 +285,23 @@ class WebhookClient:
         with ``parked`` (``"park"``), or REJECTED (``"reject"``); a reference body that is
         still too large ends REJECTED with ``parked`` unless the policy is reject, and one
         that cannot be made (:class:`~bridge.errors.AttachmentStoreError`) ends TRANSIENT.
-        Other 4xx and 3xx -> REJECTED. An open breaker -> CIRCUIT_OPEN without a
-        request; a breaker that opens during the call ends it as TRANSIENT. Only an
+        410 Gone -> REJECTED, and the target gets no more requests from this client
+        (later calls: CIRCUIT_OPEN). Other 4xx and 3xx -> REJECTED. An open breaker ->
+        CIRCUIT_OPEN without a request; a breaker that opens during the call ends it as
+        TRANSIENT. Only an
         exception from ``reference_body`` other than AttachmentStoreError escapes.
         """
         if self._closed:
             raise RuntimeError("this WebhookClient is closed")
         start = self._clock()
+        if target.name in self._gone:
+            return DeliveryOutcome(
+                kind=DeliveryKind.CIRCUIT_OPEN,
+                target=target.name,
+                webhook_id=webhook_id,
+                error="the receiver answered 410 Gone earlier: not sent (restart popbridge "
+                "once the target's url is fixed)",
+            )
         breaker = self._breaker(target)
         if not breaker.allow():
             wait = breaker.retry_in()
@@ -287,6 +347,8 @@ class WebhookClient:
                     payload = decided
                     continue
                 if verdict is Verdict.REJECTED:
+                    if attempt.status == 410:
+                        self._mark_gone(target)
                     return call.finish(DeliveryKind.REJECTED, attempt, attempt.detail)
 
                 breaker.record_failure()
@@ -311,7 +373,7 @@ class WebhookClient:
                     )
                 if retry_after is None:
                     retry_after = backoff_delay(
-                        transient_failures, target.backoff_base, target.backoff_max, self._rng
+                        transient_failures, target.backoff_initial, target.backoff_max, self._rng
                     )
                 await self._sleep(retry_after)
                 if not breaker.allow():

@@ -37,7 +37,8 @@ class Verdict(enum.Enum):
     TOO_LARGE = "too_large"
     """413: resend once in reference mode, else rejected."""
     REJECTED = "rejected"
-    """Other 4xx, 3xx (redirects are not followed), and anything else."""
+    """Other 4xx, 3xx (redirects are not followed), and anything else. 410 Gone is a
+    rejection too, and the client then stops sending to that target (Standard Webhooks)."""
 
 
 def classify(status: int) -> Verdict:

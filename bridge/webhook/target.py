@@ -57,7 +57,7 @@ class WebhookTarget:
     Times are in seconds. ``max_attempts`` bounds the HTTP requests within one
     :meth:`~bridge.webhook.client.WebhookClient.deliver` call (the 413 reference
     resend not included); backoff between them is exponential with full jitter,
-    from ``backoff_base`` up to ``backoff_max``, and a ``Retry-After`` longer than
+    from ``backoff_initial`` up to ``backoff_max``, and a ``Retry-After`` longer than
     ``backoff_max`` ends the call (capped at ``retry_after_max`` in the outcome) so
     the poller reschedules instead of holding its POP3 session. The circuit breaker
     opens after ``breaker_threshold`` consecutive transient failures, waits
@@ -73,12 +73,12 @@ class WebhookTarget:
     name: str
     url: str
     secrets: tuple[str, ...] = field(repr=False)
-    timeout: float = 30.0
+    timeout: float = 15.0
     headers: Mapping[str, str] = field(default_factory=dict, hash=False)
     bearer_token: str | None = field(default=None, repr=False)
     basic_auth: BasicAuth | None = field(default=None, repr=False)
-    max_attempts: int = 3
-    backoff_base: float = 0.5
+    max_attempts: int = 4
+    backoff_initial: float = 0.5
     backoff_max: float = 30.0
     retry_after_max: float = 3600.0
     breaker_threshold: int = 5
@@ -129,8 +129,8 @@ class WebhookTarget:
         for key, number in positive.items():
             if not number > 0:
                 raise ValueError(f"{where}: {key} must be greater than 0")
-        if self.backoff_base < 0:
-            raise ValueError(f"{where}: backoff_base must not be negative")
+        if self.backoff_initial < 0:
+            raise ValueError(f"{where}: backoff_initial must not be negative")
         if self.max_attempts < 1:
             raise ValueError(f"{where}: max_attempts must be at least 1")
         if self.breaker_threshold < 1:

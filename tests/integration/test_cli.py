@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
+import jsonschema
 import pytest
 
 from tests.dovecot import Dovecot, Pop3User, free_port
@@ -56,14 +57,14 @@ async def test_once_drains_the_mailbox_and_exits_zero(
 async def test_once_exits_nonzero_when_a_delivery_fails(
     dovecot: Dovecot, pop3_user: Pop3User, receiver: WebhookReceiver, tmp_path: Path
 ) -> None:
-    """A rejected message makes ``once`` exit 1 and stay on the server."""
+    """A rejected message makes ``once`` exit 3 (left on the server) and stay there."""
     pop3_user.deliver_many(make_message(i) for i in range(2))
     receiver.reply(422)
     cfg = write_config(
         tmp_path / "c.yaml", config_dict(dovecot, pop3_user, receiver.url, tmp_path / "data")
     )
     code, _, _ = await popbridge("once", "-c", str(cfg))
-    assert code == 1
+    assert code == 3
     assert pop3_user.count() == 2
 
 
@@ -263,6 +264,26 @@ async def test_demo_runs_to_completion() -> None:
     assert code == 0, out + err
     assert "OK: delete-after-ack demo finished" in out
     assert "messages on the server before: 12, after: 0" in out
+    assert "complete payload" not in out  # --quiet: only the summary
+
+
+async def test_demo_prints_one_complete_payload() -> None:
+    """Without --quiet the demo prints one payload whole, as the receiver got it: valid JSON
+    with every field of the exact schema, attachment content included."""
+    from bridge.mime import payload_schema
+
+    code, out, err = await popbridge("demo", within=120)
+    assert code == 0, out + err
+    lines = out.splitlines()
+    start = lines.index("{")
+    end = lines.index("}", start)
+    payload = json.loads("\n".join(lines[start : end + 1]))
+    schema = payload_schema(strict=True)
+    jsonschema.validate(payload, schema)
+    assert set(schema["required"]) <= set(payload)  # every field always sent is there
+    assert payload["subject"] == "Our new logo"
+    assert payload["attachments"][0]["content"]
+    assert lines.count("{") == 1  # one payload, not one per message
 
 
 def test_version_flag() -> None:
@@ -365,7 +386,7 @@ def test_once_shows_progress_on_a_terminal(
         os.close(controller)
         if terminal != -1:
             os.close(terminal)
-    assert proc.returncode == 1
+    assert proc.returncode == 3  # messages left on the server
     last = shown.decode().replace("\r\n", "\n").split("\r")[-1]
     assert "3 fetched, 0 delivered, 0 deleted, 3 on server" in last
     assert pop3_user.count() == 3
@@ -417,3 +438,32 @@ def test_a_closed_pipe_ends_output_quietly() -> None:
         os.close(writer)
     assert proc.returncode == 1
     assert b"Traceback" not in proc.stderr
+
+
+async def test_check_webhooks_sends_one_signed_test_event_per_target(
+    dovecot: Dovecot, pop3_user: Pop3User, receiver: WebhookReceiver, tmp_path: Path
+) -> None:
+    """``check --webhooks`` posts one signed ``popbridge.test`` event to each target (the
+    reference library verifies it) and prints each answer; a failing target is FAILED and
+    exit 1; no mail is touched."""
+    from standardwebhooks.webhooks import Webhook
+
+    from tests.integration.kit import SECRET
+
+    pop3_user.deliver_many([make_message(1)])
+    config = config_dict(dovecot, pop3_user, receiver.url, tmp_path / "data")
+    config["webhooks"]["gone"] = dict(config["webhooks"]["main"], url=receiver.url + "/gone")
+    receiver.decide(lambda r: 410 if r.path.endswith("/gone") else 204)
+    cfg = write_config(tmp_path / "c.yaml", config)
+    code, out, err = await popbridge("check", "--webhooks", "-c", str(cfg))
+    assert code == 1, err
+    lines = {line.split()[0]: line.split() for line in out.splitlines() if line.strip()}
+    assert lines["main"][1:3] == ["ok", "HTTP"]
+    assert lines["gone"][1:3] == ["FAILED", "HTTP"]
+    assert "410" in lines["gone"]
+    assert len(receiver.requests) == 2  # one each, no retry
+    for request in receiver.requests:
+        event = Webhook(SECRET).verify(request.body, dict(request.headers))
+        assert event["type"] == "popbridge.test"
+    assert pop3_user.count() == 1
+    assert not (tmp_path / "data").exists()

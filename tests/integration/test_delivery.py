@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import email
+import email.message
 import json
 from pathlib import Path
 from typing import Any
 
 import pytest
+import structlog.testing
 from standardwebhooks.webhooks import Webhook
 
 from bridge.app import App
@@ -114,7 +116,7 @@ async def test_receiver_down_deletes_nothing_and_opens_breaker(
                 "timeout": 2,
                 "max_attempts": 1,
                 "breaker_failures": 3,
-                "breaker_cooldown": 60,
+                "breaker_cooldown": 0.5,
             }
         },
     )
@@ -122,6 +124,7 @@ async def test_receiver_down_deletes_nothing_and_opens_breaker(
     try:
         ok = await app.once()
         assert not ok
+        # the fetched messages waited for one trial request, which failed too
         assert app.webhooks.breaker_state("main") is BreakerState.OPEN
         result = app.mailboxes["inbox"].last_result
         assert result is not None
@@ -234,6 +237,7 @@ async def test_oversize_messages_follow_policy_and_do_not_block_others(
         big = next(r.json() for r in receiver.requests if r.json()["subject"] == "message 1")
         assert big["text"] in (None, "")
         assert big["size"] > 20_000
+        assert (big["body_omitted"], big["body_omitted_reason"]) == (True, "size")
         assert any("max_message_bytes" in json.dumps(d) for d in big["defects"])
         assert pop3_user.count() == 0
 
@@ -260,3 +264,54 @@ async def test_restart_in_the_middle_continues_without_duplicates(
     assert pop3_user.count() == 0
     assert len(receiver.requests) == 7
     assert len(receiver.distinct_webhook_ids()) == 7
+
+
+async def test_target_down_then_back_logs_once_each_and_delivers_fetched_mail_in_session(
+    dovecot: Dovecot, pop3_user: Pop3User, receiver: WebhookReceiver, tmp_path: Path
+) -> None:
+    """A receiver that goes down and comes back: one warning when its breaker opens, one when
+    it closes, and the messages already fetched are delivered in the same session, each
+    fetched once and acknowledged once."""
+    pop3_user.deliver_many(make_message(i) for i in range(6))
+    await receiver.stop()
+    hook = {
+        "url": receiver.url,
+        "secret": SECRET,
+        "timeout": 2,
+        "max_attempts": 1,
+        "breaker_failures": 2,
+        "breaker_cooldown": 1,
+    }
+    config = config_dict(dovecot, pop3_user, receiver.url, tmp_path, webhooks={"main": hook})
+    app = _app(config)
+
+    async def back_when_open() -> None:
+        for _ in range(3000):  # at most 30 s
+            if app.webhooks.breaker_state("main") is BreakerState.OPEN:
+                break
+            await asyncio.sleep(0.01)
+        await receiver.start()
+
+    try:
+        with structlog.testing.capture_logs() as logs:
+            reviver = asyncio.create_task(back_when_open())
+            ok = await asyncio.wait_for(app.once(), 60)
+            await reviver
+        assert ok
+        result = app.mailboxes["inbox"].last_result
+        assert result is not None
+        assert (result.fetched, result.delivered, result.deleted) == (6, 6, 6)
+        sessions = [e for e in logs if e["event"] in ("session", "session_failed")]
+        assert len(sessions) == 1  # all in the one session
+    finally:
+        await app.close()
+    assert pop3_user.count() == 0
+    assert len(receiver.distinct_webhook_ids()) == 6
+    assert len(receiver.requests) == 6  # no duplicates
+    changes = [
+        (e["event"], e["log_level"]) for e in logs if e["event"].startswith("webhook_target_")
+    ]
+    assert changes == [
+        ("webhook_target_down", "warning"),
+        ("webhook_target_recovered", "warning"),
+    ]

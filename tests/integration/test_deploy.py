@@ -542,14 +542,26 @@ def _container() -> dict[str, Any]:
     return container
 
 
+def _secrets_env() -> dict[str, str]:
+    """secrets.env as kustomize reads it: KEY=VALUE lines, # comments."""
+    pairs = {}
+    for line in (K8S_DIR / "secrets.env").read_text().splitlines():
+        if line.strip() and not line.lstrip().startswith("#"):
+            key, _, value = line.partition("=")
+            pairs[key.strip()] = value
+    return pairs
+
+
 def _k8s_config(tmp_path: Path) -> Config:
     """config.yaml loaded the way a pod sees it: Secret keys as files under the mount path."""
     objects = _manifests()
     pod = objects["StatefulSet"]["spec"]["template"]["spec"]
     secret_volume = next(v for v in pod["volumes"] if "secret" in v)
-    assert secret_volume["secret"]["secretName"] == objects["Secret"]["metadata"]["name"]
+    kustomization = yaml.safe_load((K8S_DIR / "kustomization.yaml").read_text())
+    (generator,) = kustomization["secretGenerator"]
+    assert secret_volume["secret"]["secretName"] == generator["name"]
     mount = next(m for m in _container()["volumeMounts"] if m["name"] == secret_volume["name"])
-    for key, value in objects["Secret"]["stringData"].items():
+    for key, value in _secrets_env().items():
         (tmp_path / key).write_text(value)
     text = (K8S_DIR / "config.yaml").read_text().replace(mount["mountPath"] + "/", f"{tmp_path}/")
     config_path = tmp_path / "config.yaml"
@@ -562,11 +574,12 @@ def test_kustomization_lists_every_manifest_and_generates_the_configmap() -> Non
     kustomization = yaml.safe_load((K8S_DIR / "kustomization.yaml").read_text())
     (generator,) = kustomization["configMapGenerator"]
     assert generator["files"] == ["config.yaml"]
+    (secrets,) = kustomization["secretGenerator"]
+    assert secrets["envs"] == ["secrets.env"]
     files = {p.name for p in K8S_DIR.glob("*.yaml")}
     assert files == {"kustomization.yaml", "config.yaml", *kustomization["resources"]}
     assert set(_manifests()) == {
-        "Secret", "Service", "StatefulSet", "PodDisruptionBudget", "ServiceMonitor",
-        "PrometheusRule",
+        "Service", "StatefulSet", "PodDisruptionBudget", "ServiceMonitor", "PrometheusRule",
     }  # fmt: skip
     (image,) = kustomization["images"]
     assert image["name"] == _container()["image"]
@@ -574,6 +587,45 @@ def test_kustomization_lists_every_manifest_and_generates_the_configmap() -> Non
     pod = _manifests()["StatefulSet"]["spec"]["template"]["spec"]
     config_volume = next(v for v in pod["volumes"] if "configMap" in v)
     assert config_volume["configMap"]["name"] == generator["name"]
+
+
+def _kustomize(directory: Path) -> dict[str, dict[str, Any]]:
+    """``kubectl kustomize`` output by kind (the objects kubectl apply -k would send)."""
+    rendered = subprocess.run(
+        ["kubectl", "kustomize", str(directory)], capture_output=True, text=True, check=True
+    ).stdout
+    return {doc["kind"]: doc for doc in yaml.safe_load_all(rendered)}
+
+
+@pytest.mark.skipif(
+    shutil.which("kubectl") is None, reason="kubectl is not installed: kustomize not run"
+)
+def test_configmap_and_secret_are_generated_with_hashes_and_a_change_rolls_the_pods(
+    tmp_path: Path,
+) -> None:
+    """kustomize names the ConfigMap and the Secret with a content hash and puts those names
+    into the StatefulSet's pod template: a changed secret or config changes the pod template,
+    so the pods roll."""
+    objects = _kustomize(K8S_DIR)
+    config_name = objects["ConfigMap"]["metadata"]["name"]
+    secret_name = objects["Secret"]["metadata"]["name"]
+    assert re.fullmatch(r"popbridge-config-[a-z0-9]{10}", config_name)
+    assert re.fullmatch(r"popbridge-secrets-[a-z0-9]{10}", secret_name)
+    assert set(objects["Secret"]["data"]) == set(_secrets_env())
+    pod = objects["StatefulSet"]["spec"]["template"]["spec"]
+    volumes = {v["name"]: v for v in pod["volumes"]}
+    assert volumes["config"]["configMap"]["name"] == config_name
+    assert volumes["secrets"]["secret"]["secretName"] == secret_name
+
+    copy = tmp_path / "k8s"
+    shutil.copytree(K8S_DIR, copy)
+    env = (copy / "secrets.env").read_text()
+    (copy / "secrets.env").write_text(env.replace("example-only-change-me", "a-new-password", 1))
+    changed = _kustomize(copy)
+    assert changed["Secret"]["metadata"]["name"] != secret_name
+    assert changed["StatefulSet"]["spec"]["template"] != objects["StatefulSet"]["spec"]["template"]
+    (copy / "config.yaml").write_text((copy / "config.yaml").read_text() + "\n# changed\n")
+    assert _kustomize(copy)["ConfigMap"]["metadata"]["name"] != config_name
 
 
 def test_labels_and_selectors_agree() -> None:

@@ -433,3 +433,41 @@ def test_too_large_and_attachment_store_metrics() -> None:
     assert value(m, "bridge_attachment_store_errors_total") == 1
     assert value(m, "bridge_attachments_pruned_total") == 3
     assert value(m, "bridge_attachments_pruned_bytes_total") == 4096
+
+
+@pytest.mark.parametrize("detail", ["essential", "full"])
+async def test_app_exports_session_counters_at_zero_before_any_session(
+    tmp_path: Path, detail: str
+) -> None:
+    """The alerts on failing first sessions (deploy/prometheus/alerts.yml) rely on this: from
+    start-up on, before any session ran, the last-good-poll gauge of each mailbox is 0 and
+    every session outcome is exported at 0 (per mailbox with ``full``, summed with
+    ``essential``, whose per-mailbox error series are born with the first error)."""
+    from bridge.app import App
+    from bridge.config import Config
+    from tests.integration.kit import SECRET
+
+    config = Config.from_dict(
+        {
+            "data_dir": str(tmp_path),
+            "metrics": {"mailbox_detail": detail},
+            "webhooks": {"main": {"url": "http://127.0.0.1:9/h", "secret": SECRET}},
+            "mailboxes": [
+                {"name": "inbox", "host": "127.0.0.1", "username": "u", "password": "p",
+                 "webhooks": ["main"]}
+            ],
+        },
+        env={},
+    )  # fmt: skip
+    app = App(config)
+    try:
+        text = app.metrics.render().decode()
+    finally:
+        await app.close()
+    label = 'mailbox="inbox",' if detail == "full" else ""
+    for outcome in ("ok", "auth_error", "connect_error", "timeout", "tls_error"):
+        assert f'bridge_pop3_sessions_total{{{label}outcome="{outcome}"}} 0.0' in text
+    for kind in ("auth_error", "connect_error"):
+        series = f'bridge_mailbox_errors_total{{kind="{kind}",mailbox="inbox"}} 0.0'
+        assert (series in text) == (detail == "full")
+    assert 'bridge_last_successful_poll_timestamp_seconds{mailbox="inbox"} 0.0' in text

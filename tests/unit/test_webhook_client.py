@@ -16,6 +16,7 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 
 import pytest
+import structlog.testing
 import trustme
 from standardwebhooks.webhooks import Webhook
 
@@ -76,9 +77,14 @@ async def harness() -> AsyncIterator[Harness]:
 
 
 def target(url: str, **kwargs: object) -> WebhookTarget:
-    settings: dict[str, object] = {"secrets": (SECRET,), "timeout": 5.0, "max_attempts": 3}
+    settings: dict[str, object] = {
+        "name": "hooks",
+        "secrets": (SECRET,),
+        "timeout": 5.0,
+        "max_attempts": 3,
+    }
     settings.update(kwargs)
-    return WebhookTarget(name="hooks", url=url, **settings)  # type: ignore[arg-type]
+    return WebhookTarget(url=url, **settings)  # type: ignore[arg-type]
 
 
 def verified(request: RecordedRequest, secret: str = SECRET) -> None:
@@ -170,7 +176,7 @@ async def test_transient_statuses_retry_then_give_up(
 ) -> None:
     """408/425/429/5xx are retried up to max_attempts with jittered exponential waits."""
     receiver.reply(Reply(status, body=b"busy"))
-    outcome = await deliver(harness, target(receiver.url, max_attempts=3, backoff_base=0.5))
+    outcome = await deliver(harness, target(receiver.url, max_attempts=3, backoff_initial=0.5))
     assert outcome.kind is DeliveryKind.TRANSIENT
     assert (outcome.status, outcome.attempts) == (status, 3)
     assert outcome.error == f"HTTP {status}: busy"
@@ -282,6 +288,32 @@ async def test_other_4xx_reject_at_once(
     assert outcome.error == f'HTTP {status}: {{"error": "no such inbox"}}'
     assert harness.sleeps == []
     assert isinstance(outcome.as_error(), WebhookRejectedError)
+
+
+async def test_410_gone_rejects_and_stops_sending_to_the_target(
+    harness: Harness, receiver: WebhookReceiver
+) -> None:
+    """410 Gone (Standard Webhooks: endpoint disabled) rejects the message, and nothing more
+    is sent to that target: later deliveries come back CIRCUIT_OPEN without a request, the
+    poller sees the target as open (so it fetches nothing for it), one warning is logged, and
+    other targets are unaffected."""
+    assert harness.client is not None
+    receiver.decide(lambda r: 410 if r.path == "/hook" else 200)
+    gone, other = target(receiver.url), target(receiver.url.replace("/hook", "/other"), name="b")
+    with structlog.testing.capture_logs() as logs:
+        first = await deliver(harness, gone)
+        later = [await deliver(harness, gone) for _ in range(3)]
+    assert (first.kind, first.status, first.attempts) == (DeliveryKind.REJECTED, 410, 1)
+    assert [(o.kind, o.attempts) for o in later] == [(DeliveryKind.CIRCUIT_OPEN, 0)] * 3
+    assert "410 Gone" in (later[0].error or "")
+    assert [r.path for r in receiver.requests] == ["/hook"]
+    assert harness.client.is_gone("hooks")
+    assert harness.client.is_open("hooks")
+    assert harness.breaker_changes == [("hooks", BreakerState.OPEN)]  # the metric shows it
+    assert [e["event"] for e in logs] == ["webhook_target_gone"]
+    assert logs[0]["log_level"] == "warning"
+    assert (await deliver(harness, other)).kind is DeliveryKind.ACKED
+    assert not harness.client.is_open("b")
 
 
 @pytest.mark.parametrize("status", [301, 302, 303, 307, 308])

@@ -58,7 +58,7 @@ def test_frozen_hashable_and_normalised() -> None:
         ({"bearer_token": "  "}, "bearer_token is empty"),
         ({"timeout": 0}, "timeout must be greater than 0"),
         ({"max_attempts": 0}, "max_attempts must be at least 1"),
-        ({"backoff_base": -1}, "backoff_base must not be negative"),
+        ({"backoff_initial": -1}, "backoff_initial must not be negative"),
         ({"breaker_threshold": 0}, "breaker_threshold must be at least 1"),
         ({"breaker_cooldown": 0}, "breaker_cooldown must be greater than 0"),
     ],
