@@ -1,7 +1,7 @@
 """Scale workload: many mostly idle mailboxes polled by one process (issue 15).
 
-For each size (``BENCH_SCALE``, default ``500``; e.g. ``500,2000,10000``) and TLS mode
-(``BENCH_SCALE_TLS``, default ``none,starttls``), against one throwaway Dovecot holding that
+For each size (``BENCH_SCALE``, default ``500,2000,10000``; ``500`` for a quick look) and TLS
+mode (``BENCH_SCALE_TLS``, default ``none,starttls``), against one throwaway Dovecot holding that
 many users:
 
 1. **bridge**: ``popbridge run`` with one mailbox per user, ``poll_interval``
@@ -449,7 +449,7 @@ def _scrape_with_probe(base: str) -> tuple[int, float, float]:
 
 def run_table(bench: ScaleBench) -> dict[str, Any]:
     """Every size and TLS mode, bridge and baseline; the rows and the target checks."""
-    sizes = [int(s) for s in _env_list("BENCH_SCALE", "500")]
+    sizes = [int(s) for s in _env_list("BENCH_SCALE", "500,2000,10000")]
     modes = _env_list("BENCH_SCALE_TLS", "none,starttls")
     interval = float(os.environ.get("BENCH_SCALE_INTERVAL", "60"))
     clients = _env_list("BENCH_SCALE_CLIENTS", "bridge,baseline")
