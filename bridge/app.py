@@ -31,7 +31,7 @@ from bridge.attachments import (
     s3_available,
 )
 from bridge.checkup import QUIT_WARN_SECONDS, CheckRow, check_mailbox
-from bridge.clock import Clock, SystemClock
+from bridge.clock import Clock, SystemClock, sleep_unless
 from bridge.config import AttachmentsConfig, Config, MailboxConfig, WebhookConfig
 from bridge.deadletter import DeadLetterStore
 from bridge.deadletter_metrics import DeadLetterCollector
@@ -602,7 +602,9 @@ class App:
         self.health.stall_factor = config.http.stall_factor
         self.health.stall_min_seconds = config.http.stall_min_seconds
         self.metrics.prepare(
-            {m.name: m.webhooks for m in mailboxes}, extra_targets=list(config.webhooks)
+            {m.name: m.webhooks for m in mailboxes},
+            extra_targets=list(config.webhooks),
+            configured=len(config.mailboxes),
         )
         # A fresh mapping: sessions in progress keep delivering with the old one.
         self.targets = self._build_targets(config)
@@ -685,7 +687,7 @@ class App:
                 "session",
                 mailbox=name,
                 outcome=outcome,
-                on_server=result.stat_messages,
+                on_server=result.on_server,
                 fetched=result.fetched,
                 delivered=result.delivered,
                 deleted=result.deleted,
@@ -783,7 +785,7 @@ class App:
                     return ExitCode.LEFT_ON_SERVER
                 log.info("login_delay_wait", mailbox=name, seconds=round(pause, 1))
                 waited += pause
-                if await _wait(stop, pause, self.clock):
+                if await sleep_unless(stop, pause, self.clock):
                     return ExitCode.LEFT_ON_SERVER
             result = await self.session(state, stop)
             code = session_exit_code(result, state.last_exception)
@@ -798,7 +800,7 @@ class App:
                     reason=session_outcome(state.last_exception, None),
                 )
                 waited += retry
-                if await _wait(stop, retry, self.clock):
+                if await sleep_unless(stop, retry, self.clock):
                     return ExitCode.LEFT_ON_SERVER
                 continue
             if not (result.more_pending and (result.fetched or result.reconciled)):
@@ -860,7 +862,7 @@ class App:
                 await prune_attachments(self.store, older_than, self.metrics)
             except AttachmentStoreError as exc:
                 log.warning("attachments_prune_failed", error=str(exc))
-            if await _wait(stop, RETENTION_INTERVAL, self.clock):
+            if await sleep_unless(stop, RETENTION_INTERVAL, self.clock):
                 return
 
     def _start_loop(self, name: str, stop: asyncio.Event) -> None:
@@ -886,7 +888,7 @@ class App:
         delay = first_delay(first.phase, first.config.poll_interval, len(self.mailboxes))
         while not stop.is_set():
             due = self.clock.monotonic() + delay
-            if await _wait(stop, delay, self.clock):
+            if await sleep_unless(stop, delay, self.clock):
                 return
             state = self.mailboxes.get(name)
             if state is None:
@@ -941,19 +943,3 @@ class App:
                 )
 
         return list(await asyncio.gather(*(one(s) for s in self.mailboxes.values())))
-
-
-async def _wait(stop: asyncio.Event, seconds: float, clock: Clock) -> bool:
-    """Sleep ``seconds`` on ``clock`` unless ``stop`` is set first; True when stopped."""
-    if seconds <= 0:
-        return stop.is_set()
-    sleeper = asyncio.ensure_future(clock.sleep(seconds))
-    stopper = asyncio.ensure_future(stop.wait())
-    try:
-        await asyncio.wait({sleeper, stopper}, return_when=asyncio.FIRST_COMPLETED)
-    finally:
-        for fut in (sleeper, stopper):
-            fut.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await fut
-    return stop.is_set()

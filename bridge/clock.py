@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from typing import Protocol
 
@@ -31,3 +32,19 @@ class SystemClock:
 
     async def sleep(self, seconds: float) -> None:
         await asyncio.sleep(seconds)
+
+
+async def sleep_unless(stop: asyncio.Event, seconds: float, clock: Clock) -> bool:
+    """Sleep ``seconds`` on ``clock`` unless ``stop`` is set first; True when stopped."""
+    if seconds <= 0:
+        return stop.is_set()
+    sleeper = asyncio.ensure_future(clock.sleep(seconds))
+    stopper = asyncio.ensure_future(stop.wait())
+    try:
+        await asyncio.wait({sleeper, stopper}, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for fut in (sleeper, stopper):
+            fut.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await fut
+    return stop.is_set()

@@ -7,14 +7,15 @@ rejected in this run or in an earlier one.
 ==  ======================================================================================
 0   every mailbox was reached and nothing is left on its server: all delivered and deleted
 1   internal error (a bug; the log has the traceback)
-2   configuration or environment error (bad config file, unusable data_dir)
+2   configuration or environment error (bad config file, unusable data_dir, also when the
+    ledger could not be written during the pass: disk full, read-only)
 3   messages are left on a server: parked (rejected, oversize), a transient webhook failure,
     the session budget, a failed DELE, the mailbox in use, or a LOGIN-DELAY wait
 4   a connection or authentication failure of at least one mailbox (connect, TLS, login,
     timeout, a broken server reply, or the connection lost before QUIT committed)
 ==  ======================================================================================
 
-When mailboxes end differently the most serious code wins: 1, then 4, then 3, then 0.
+When mailboxes end differently the most serious code wins: 1, then 2, then 4, then 3, then 0.
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from bridge.errors import BridgeError, Pop3InUseError, Pop3LoginDelayError
+from bridge.errors import BridgeError, LedgerError, Pop3InUseError, Pop3LoginDelayError
 
 if TYPE_CHECKING:
     from bridge.poller import SessionResult
@@ -42,11 +43,19 @@ class ExitCode(enum.IntEnum):
     MAILBOX_FAILED = 4
 
 
-_SEVERITY = (ExitCode.OK, ExitCode.LEFT_ON_SERVER, ExitCode.MAILBOX_FAILED, ExitCode.INTERNAL_ERROR)
+_SEVERITY = (
+    ExitCode.OK,
+    ExitCode.LEFT_ON_SERVER,
+    ExitCode.MAILBOX_FAILED,
+    ExitCode.CONFIG_ERROR,
+    ExitCode.INTERNAL_ERROR,
+)
 
 
 def session_exit_code(result: SessionResult | None, error: BaseException | None) -> ExitCode:
     """The exit code for one mailbox from its last session: its result, or why it failed."""
+    if isinstance(error, LedgerError) or (result is not None and result.ledger_error):
+        return ExitCode.CONFIG_ERROR  # the data_dir cannot be written: full, read-only, gone
     if result is None:
         if isinstance(error, Pop3InUseError | Pop3LoginDelayError):
             return ExitCode.LEFT_ON_SERVER  # the server asks to come back later
@@ -55,7 +64,7 @@ def session_exit_code(result: SessionResult | None, error: BaseException | None)
         return ExitCode.INTERNAL_ERROR
     if not result.committed:
         return ExitCode.MAILBOX_FAILED  # QUIT failed: nothing of this session was deleted
-    if result.stat_messages > result.deleted:
+    if result.on_server > result.deleted:  # LIST's count: STAT may say less
         return ExitCode.LEFT_ON_SERVER
     return ExitCode.OK
 

@@ -18,7 +18,7 @@ summed over the mailboxes.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from typing import Final
 
 from prometheus_client.core import GaugeMetricFamily
@@ -63,14 +63,30 @@ class MailboxSeries(Collector):
         self.full = full
         self._rows: dict[str, list[float]] = {}
         self._labels: dict[str, str] = {}
+        self._removed: set[str] = set()
 
     def row(self, mailbox: str) -> list[float]:
-        """The mailbox's fields, created (all 0, nothing undelivered) on first use."""
+        """The mailbox's fields, created (all 0, nothing undelivered) on first use.
+
+        A mailbox :meth:`retain` removed gets a row that is not exported: the last session
+        of a mailbox a reload removed must not bring back its series (a frozen last-poll
+        time would look like a stalled mailbox forever)."""
         row = self._rows.get(mailbox)
         if row is None:
-            row = self._rows[mailbox] = [0.0, _NONE, 0.0, 0.0, 0.0]
+            row = [0.0, _NONE, 0.0, 0.0, 0.0]
+            if mailbox in self._removed:
+                return row
+            self._rows[mailbox] = row
             self._labels[mailbox] = f'{{mailbox="{_escape(mailbox)}"}} '
         return row
+
+    def retain(self, mailboxes: Iterable[str]) -> None:
+        """Keep the series of ``mailboxes`` only (after a reload or a shard change)."""
+        keep = set(mailboxes)
+        for mailbox in [m for m in self._rows if m not in keep]:
+            del self._rows[mailbox], self._labels[mailbox]
+            self._removed.add(mailbox)
+        self._removed -= keep
 
     def __len__(self) -> int:
         return len(self._rows)

@@ -339,7 +339,8 @@ class Metrics:
 
         ``routes`` maps each mailbox name to the targets it posts to (``mailbox.webhooks``);
         ``extra_targets`` adds targets no mailbox uses; ``configured`` is the number of
-        mailboxes in the config over all shards (default: ``len(routes)``). Safe to call again.
+        mailboxes in the config over all shards (default: ``len(routes)``). Safe to call again:
+        the per-mailbox gauges of mailboxes no longer in ``routes`` are dropped.
         """
         targets = set(extra_targets)
         scopes: list[tuple[str, ...]] = [(m,) for m in routes] if self.full else [()]
@@ -383,7 +384,8 @@ class Metrics:
             self.circuit_state.labels(target)
             for action in TOO_LARGE_ACTIONS:
                 self.webhook_too_large.labels(target, action)
-        self.mailboxes_owned.set(len(self.mailboxes))
+        self.mailboxes.retain(routes)  # a mailbox a reload removed (or moved away) goes
+        self.mailboxes_owned.set(len(routes))
         self.mailboxes_configured.set(len(routes) if configured is None else configured)
 
     # ------------------------------------------------------------------ messages

@@ -31,7 +31,7 @@ from typing import Literal, Protocol
 import structlog
 
 from bridge.attachments import ClaimCheck
-from bridge.clock import Clock, SystemClock
+from bridge.clock import Clock, SystemClock, sleep_unless
 from bridge.deadletter import DeadLetterStore
 from bridge.errors import (
     AttachmentStoreError,
@@ -70,6 +70,7 @@ PARSE_IN_THREAD_BYTES = INLINE_PARSE_MAX_BYTES  # larger messages are parsed off
 SLOW_START_WINDOW = 4  # messages in the first RETR batch of a session
 LARGE_MESSAGE_BYTES = 1024 * 1024  # messages at least this big are parsed and posted one at a time
 MAX_RECONNECTS = 3  # new connections in one session after a RETR timeout parked a message
+_MAY_WAIT = (DeliveryKind.CIRCUIT_OPEN, DeliveryKind.TRANSIENT)  # may wait for a breaker trial
 
 
 class SessionMetrics(Protocol):
@@ -129,6 +130,8 @@ class SessionResult:
     mailbox: str
     stat_messages: int = 0
     stat_bytes: int = 0
+    on_server: int = 0
+    """Messages on the server at the start: what LIST showed (STAT when it said more)."""
     fetched: int = 0
     fetched_bytes: int = 0
     delivered: int = 0
@@ -216,6 +219,8 @@ class _Fetched:
     """``(size, sha256)`` of what is posted: the proof a later reconcile DELE needs."""
     body: bytes | None = None
     """The JSON as POSTed, kept only while it may become a dead letter (for replay)."""
+    acked_early: frozenset[str] | set[str] = frozenset()
+    """Targets whose acknowledgement was written before another target's breaker wait."""
 
 
 @dataclass
@@ -386,6 +391,7 @@ class _Session:
             self.result.identity_problems.extend(found.problems)
             self.p.metrics.identity_problem(mailbox, "duplicate", len(found.problems))
             self.log.warning("uidl_problems", problems=found.problems[:10])
+        self.result.on_server = max(stat.count, len(found.messages) + found.unidentified)
         self._check_stability(known, found.listed)
         inventory = await self._prove(found.messages, known)
         if not found.unidentified:  # a message without identity now may have rows to keep
@@ -883,6 +889,17 @@ class _Session:
                 self._posting -= 1
                 if not self._posting:
                     self._idle.set()
+            if any(o.kind is DeliveryKind.ACKED for o in outcomes) and any(
+                o.kind in _MAY_WAIT for o in outcomes
+            ):
+                # Another target may now wait for its breaker's trial request (up to its
+                # cool-down): what was acknowledged goes to the ledger first, so neither a
+                # SIGTERM nor a crash during the wait makes it be posted again.
+                early = {o.target for o in outcomes if o.kind is DeliveryKind.ACKED}
+                self.p.ledger.mark_acked(
+                    self.policy.name, msg.uid, sorted(early), content=data.content, sync=False
+                )
+                data.acked_early = early
             outcomes = await self._after_recovery(payload.webhook_id, body, reference, outcomes)
             if data.raw is not None:  # dead_letter policy: keep what was posted, for replay
                 data.body = body
@@ -943,7 +960,7 @@ class _Session:
         One wait per message and target: a target still down leaves the message for later."""
         webhooks, clock = self.p.webhooks, self.p.clock
         for i, o in enumerate(outcomes):
-            if o.kind not in (DeliveryKind.CIRCUIT_OPEN, DeliveryKind.TRANSIENT):
+            if o.kind not in _MAY_WAIT:
                 continue
             if o.kind is DeliveryKind.TRANSIENT and not webhooks.is_open(o.target):
                 # The first failures come before the breaker opens: whether the target is
@@ -961,7 +978,9 @@ class _Session:
                 # started; CIRCUIT_OPEN comes back at once, without a request.
                 while webhooks.is_open(o.target) and clock.monotonic() < until:
                     left = until - clock.monotonic()
-                    await clock.sleep(min(left, max(webhooks.retry_in(o.target), 0.05)))
+                    pause = min(left, max(webhooks.retry_in(o.target), 0.05))
+                    if await sleep_unless(self.stop, pause, clock):
+                        break  # SIGTERM: the message waits for a later session
                 if webhooks.is_open(o.target) or self.stop.is_set():
                     break
                 outcomes[i] = await webhooks.deliver(
@@ -993,10 +1012,15 @@ class _Session:
         transient = [
             o for o in outcomes if o.kind not in (DeliveryKind.ACKED, DeliveryKind.REJECTED)
         ]
-        if acked:
+        if acked - data.acked_early:
             # Committed now (a crash cannot lose it); one fsync before the batch's DELEs.
             ledger.mark_acked(
-                mailbox, msg.uid, sorted(acked), now, content=data.content, sync=False
+                mailbox,
+                msg.uid,
+                sorted(acked - data.acked_early),
+                now,
+                content=data.content,
+                sync=False,
             )
         for o in rejected:
             # A 413 parked for size is no refusal of the message (it must not be dead-lettered).
