@@ -37,13 +37,17 @@ COPY bridge ./bridge
 # WHEELHOUSE_URL (optional) installs from that find-links page only, without an index: for
 # offline builds or a mirror (tests/integration/test_image.py serves one on loopback).
 ARG WHEELHOUSE_URL=
+# EXTRAS: optional features to include, e.g. --build-arg EXTRAS=s3 for an S3 attachment
+# store (attachments.store: s3; adds aiobotocore, about 80 MB). Empty: the base image.
+ARG EXTRAS=
 ENV PIP_CONSTRAINT=/src/constraints.txt
 RUN if [ -n "$WHEELHOUSE_URL" ]; then \
         export PIP_NO_INDEX=1 PIP_FIND_LINKS="$WHEELHOUSE_URL"; \
     fi \
  && python3 -m venv /opt/venv \
  && /opt/venv/bin/pip wheel --no-deps --wheel-dir /wheels . \
- && /opt/venv/bin/pip install /wheels/popbridge-*.whl \
+ && wheel="$(ls /wheels/popbridge-*.whl)" \
+ && /opt/venv/bin/pip install "${wheel}${EXTRAS:+[$EXTRAS]}" \
  && /opt/venv/bin/pip uninstall --yes pip \
  && /opt/venv/bin/popbridge --version
 
