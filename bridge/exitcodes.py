@@ -6,6 +6,7 @@ rejected in this run or in an earlier one.
 
 ==  ======================================================================================
 0   every mailbox was reached and nothing is left on its server: all delivered and deleted
+    (or, for a mailbox with ``keep: true``, delivered and kept there on purpose)
 1   internal error (a bug; the log has the traceback)
 2   configuration or environment error (bad config file, unusable data_dir)
 3   messages are left on a server: parked (rejected, oversize), a transient webhook failure,
@@ -55,8 +56,8 @@ def session_exit_code(result: SessionResult | None, error: BaseException | None)
         return ExitCode.INTERNAL_ERROR
     if not result.committed:
         return ExitCode.MAILBOX_FAILED  # QUIT failed: nothing of this session was deleted
-    if result.stat_messages > result.deleted:
-        return ExitCode.LEFT_ON_SERVER
+    if result.stat_messages > result.deleted + result.kept:
+        return ExitCode.LEFT_ON_SERVER  # kept messages are delivered: keep: true wants them there
     return ExitCode.OK
 
 

@@ -37,6 +37,10 @@ def test_documented_numbers_do_not_change() -> None:
         (result(stat_messages=5, deleted=4), ExitCode.LEFT_ON_SERVER),
         (result(stat_messages=1, deleted=0, skipped=1), ExitCode.LEFT_ON_SERVER),
         (result(stat_messages=1, deleted=0, committed=False), ExitCode.MAILBOX_FAILED),
+        # keep: true: delivered messages left on the server on purpose are not "left over"
+        (result(stat_messages=5, deleted=0, kept=5), ExitCode.OK),
+        (result(stat_messages=5, deleted=1, kept=4), ExitCode.OK),
+        (result(stat_messages=5, deleted=0, kept=4, skipped=1), ExitCode.LEFT_ON_SERVER),
     ],
 )
 def test_a_session_result_gives_0_3_or_4(session: SessionResult, code: ExitCode) -> None:
