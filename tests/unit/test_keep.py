@@ -147,3 +147,30 @@ async def test_keep_days_never_deletes_a_look_alike_without_proof(
         assert (result.reused_identities, result.kept) == (1, 1)
     finally:
         await server.stop()
+
+
+async def test_keep_days_deletes_within_the_session_budget(
+    fake_pop3: FakePop3Server, receiver: WebhookReceiver, tmp_path: Path
+) -> None:
+    """Three kept messages past keep_days, session_max_messages 2: a session proves and
+    deletes two, keeps the third and asks for the next session at once, which deletes it.
+    Nothing is posted again."""
+    for i in range(3):
+        fake_pop3.add(make_message(i))
+    config = _config(
+        fake_pop3, receiver.url, tmp_path, keep=True, keep_days=1, session_max_messages=2
+    )
+    first = await _session(config)
+    assert first.kept == 2  # the budget also bounds the first delivery session
+    await _session(config)
+    assert len(receiver.requests) == 3
+    with sqlite3.connect(tmp_path / DEFAULT_FILENAME) as conn:
+        conn.execute("UPDATE deliveries SET acked_at = acked_at - ?", (2 * DAY,))
+    fake_pop3.commands.clear()
+    expiring = await _session(config)
+    assert fake_pop3.verbs.count("DELE") == 2
+    assert (expiring.deleted, expiring.kept, expiring.more_pending) == (2, 1, True)
+    last = await _session(config)
+    assert (last.deleted, last.kept, last.more_pending) == (1, 0, False)
+    assert fake_pop3.messages == []
+    assert len(receiver.requests) == 3
