@@ -239,6 +239,8 @@ def mailbox_policy(cfg: MailboxConfig, *, store: bool = False) -> MailboxPolicy:
         session_max_seconds=cfg.session_max_seconds,
         delivery_concurrency=cfg.delivery_concurrency,
         strict_order=cfg.strict_order,
+        keep=cfg.keep,
+        keep_days=cfg.keep_days,
         # NOOP well inside the server's idle timeout (RFC 1939: at least 10 minutes)
         keepalive_interval=min(30.0, cfg.command_timeout),
         payload_options=PayloadOptions(
@@ -699,6 +701,7 @@ class App:
                 retr_failed=result.retr_failed,
                 reused_identities=result.reused_identities,
                 skipped=result.skipped,
+                kept=result.kept,
                 more_pending=result.more_pending,
                 duration=round(duration, 3),
             )

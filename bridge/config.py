@@ -793,6 +793,16 @@ class MailboxConfig(_Model):
     strict_order: bool = Field(
         default=False, description="deliver one at a time, in server order; stop at a failure"
     )
+    keep: bool = Field(
+        default=False,
+        description="leave delivered messages on the server (never DELE); the ledger remembers "
+        "them so they are posted once",
+    )
+    keep_days: int | None = Field(
+        default=None,
+        description="with keep: delete a delivered message this many days after its "
+        "acknowledgement (proven to be that message first); none: keep for ever",
+    )
     connect_timeout: float = Field(
         default=30.0, gt=0, description="seconds for TCP connect, TLS handshake and greeting"
     )
@@ -884,6 +894,39 @@ class MailboxConfig(_Model):
             problems.append((("client_key",), "needs client_cert"))
         if problems:
             raise _Problems(problems)
+        return self
+
+    @field_validator("keep_days", mode="before")
+    @classmethod
+    def _days_not_bool(cls, value: Any) -> Any:
+        if isinstance(value, bool):
+            raise ValueError("must be a number of days (keep_days: 30), not true or false")
+        return value
+
+    @model_validator(mode="after")
+    def _keep_days(self) -> Self:
+        if self.keep_days is None:
+            return self
+        if not self.keep:
+            raise _Problems(
+                [
+                    (
+                        ("keep_days",),
+                        "only applies with keep: true (delivered messages are deleted at once "
+                        "without it); set keep: true, or remove keep_days",
+                    )
+                ]
+            )
+        if self.keep_days < 1:
+            raise _Problems(
+                [
+                    (
+                        ("keep_days",),
+                        f"must be a whole number of days, 1 or more (got {self.keep_days}); "
+                        "to delete delivered messages at once, remove keep and keep_days",
+                    )
+                ]
+            )
         return self
 
     def secret_values(self) -> set[str]:

@@ -6,6 +6,7 @@ rejected in this run or in an earlier one.
 
 ==  ======================================================================================
 0   every mailbox was reached and nothing is left on its server: all delivered and deleted
+    (or, for a mailbox with ``keep: true``, delivered and kept there on purpose)
 1   internal error (a bug; the log has the traceback)
 2   configuration or environment error (bad config file, unusable data_dir, also when the
     ledger could not be written during the pass: disk full, read-only)
@@ -64,8 +65,8 @@ def session_exit_code(result: SessionResult | None, error: BaseException | None)
         return ExitCode.INTERNAL_ERROR
     if not result.committed:
         return ExitCode.MAILBOX_FAILED  # QUIT failed: nothing of this session was deleted
-    if result.on_server > result.deleted:  # LIST's count: STAT may say less
-        return ExitCode.LEFT_ON_SERVER
+    if result.on_server > result.deleted + result.kept:  # LIST's count: STAT may say less
+        return ExitCode.LEFT_ON_SERVER  # kept messages are delivered: keep: true wants them there
     return ExitCode.OK
 
 

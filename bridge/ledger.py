@@ -10,7 +10,10 @@ DESIGN.md, "The delivery ledger". A target's row moves::
 and, per message, ``dele_sent_at`` then ``committed_at`` record the deletion (DELE
 sent, then QUIT answered ``+OK``). Rows stay until :meth:`Ledger.prune` sees the
 UIDL gone from the server, so a message the server failed to remove is deleted
-again on reconcile and never posted twice.
+again on reconcile and never posted twice. For a mailbox with ``keep: true`` the done rows of
+messages still on the server are the only memory of what was posted: they stay as long as the
+server lists the message. ``acked_at`` is when a target acknowledged (``keep_days`` counts
+from the last target's).
 
 A done row also keeps the proof of what was acknowledged: ``raw_size`` and ``raw_sha256`` of
 the message as retrieved (``top:<sha256>`` of its header block for a headers-only payload).
@@ -64,7 +67,7 @@ __all__ = [
     "park_backoff",
 ]
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 """``PRAGMA user_version`` of the schema this code writes."""
 
 DEFAULT_FILENAME = "ledger.sqlite3"
@@ -127,6 +130,8 @@ class Row:
     """Consecutive failed RETRs of the message (its own backoff, apart from webhook attempts)."""
     refused: bool = False
     """Parked because the target refused it (a webhook rejection), not for a fetch problem."""
+    acked_at: float | None = None
+    """When this target acknowledged the message (or it was dead-lettered); None if not done."""
 
     @property
     def done(self) -> bool:
@@ -172,13 +177,20 @@ ALTER TABLE deliveries ADD COLUMN retr_failures INTEGER NOT NULL DEFAULT 0;
 ALTER TABLE deliveries ADD COLUMN refused INTEGER NOT NULL DEFAULT 0;
 CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT) WITHOUT ROWID
 """,
+    # When a target acknowledged (or the message was dead-lettered): `keep_days` counts from
+    # it. Rows done before this version take their last update, which was that moment unless
+    # DELE was sent since (and then the message is being deleted anyway).
+    3: """
+ALTER TABLE deliveries ADD COLUMN acked_at REAL;
+UPDATE deliveries SET acked_at = updated_at WHERE state IN ('acked', 'dead_lettered')
+""",
 }
 """``user_version`` reached -> the SQL that reaches it from the version before."""
 
 _COLUMNS = (
     "mailbox, uidl, target, state, attempts, last_error, next_attempt_at, webhook_id, "
     "first_seen_at, size, updated_at, dele_sent_at, committed_at, raw_size, raw_sha256, "
-    "retr_failures, refused"
+    "retr_failures, refused, acked_at"
 )
 _ERROR_CHARS = 1000
 # Queries assembled only from the constants above, never from input.
@@ -516,15 +528,16 @@ class Ledger:
         :meth:`sync` or :meth:`flush` before sending DELE.
         """
         names = (targets,) if isinstance(targets, str) else tuple(targets)
+        stamp = self._now(now)
         self._update(
             "mark_acked",
             mailbox,
             uidl,
             names,
             "state = ?, attempts = attempts + 1, last_error = NULL, next_attempt_at = NULL, "
-            "raw_size = ?, raw_sha256 = ?, retr_failures = 0, refused = 0",
-            (RowState.ACKED, *(content or (None, None))),
-            now,
+            "raw_size = ?, raw_sha256 = ?, retr_failures = 0, refused = 0, acked_at = ?",
+            (RowState.ACKED, *(content or (None, None)), stamp),
+            stamp,
             durable=durable,
             sync=sync,
         )
@@ -679,11 +692,12 @@ class Ledger:
         def work(conn: sqlite3.Connection) -> None:
             cursor = conn.execute(
                 "UPDATE deliveries SET state = ?, last_error = ?, next_attempt_at = NULL, "
-                "updated_at = ?, raw_size = ?, raw_sha256 = ? "
+                "updated_at = ?, acked_at = ?, raw_size = ?, raw_sha256 = ? "
                 "WHERE mailbox = ? AND uidl = ? AND state != ?",
                 (
                     RowState.DEAD_LETTERED,
                     _clip(reason),
+                    stamp,
                     stamp,
                     *(content or (None, None)),
                     mailbox,
@@ -853,7 +867,7 @@ def _row(values: tuple[Any, ...]) -> Row:
     (mailbox, uidl, target, state, attempts, error, nxt, wid, first, size, upd, dele, com) = values[
         :13
     ]
-    raw_size, raw_sha256, retr_failures, refused = values[13:17]
+    raw_size, raw_sha256, retr_failures, refused, acked_at = values[13:18]
     return Row(
         mailbox=str(mailbox),
         uidl=str(uidl),
@@ -872,6 +886,7 @@ def _row(values: tuple[Any, ...]) -> Row:
         raw_sha256=None if raw_sha256 is None else str(raw_sha256),
         retr_failures=int(retr_failures or 0),
         refused=bool(refused),
+        acked_at=None if acked_at is None else float(acked_at),
     )
 
 

@@ -44,6 +44,7 @@ from bridge.errors import (
     Pop3TimeoutError,
 )
 from bridge.identity import Message, can_top, content_key, retr_limit, take_inventory
+from bridge.keep import held, same_listing
 from bridge.ledger import Content, Ledger, Row, RowState, identity_base
 from bridge.mime import (
     INLINE_PARSE_MAX_BYTES,
@@ -120,6 +121,10 @@ class MailboxPolicy:
     oversize_park_delay: float = 24 * 3600.0
     retr_retry_base: float = 120.0
     """First wait after a failed RETR (doubling with each failure, capped by the ledger)."""
+    keep: bool = False
+    """Never DELE a delivered message (:mod:`bridge.keep`); the ledger remembers it."""
+    keep_days: int | None = None
+    """With ``keep``: DELE a delivered message this many days after its acknowledgement."""
     payload_options: PayloadOptions = field(default_factory=PayloadOptions)
 
 
@@ -144,6 +149,8 @@ class SessionResult:
     retr_failed: int = 0
     reused_identities: int = 0
     skipped: int = 0
+    kept: int = 0
+    """Delivered messages left on the server by ``keep`` (listed now, or delivered since)."""
     more_pending: bool = False
     committed: bool = False
     commit_errors: list[str] = field(default_factory=list)
@@ -303,6 +310,7 @@ class _Session:
         self._waiting: dict[str, tuple[str, ...]] = {}  # uid -> targets not done at start
         self._refused: dict[str, set[str]] = {}  # uid -> targets that had rejected it before
         self._expected: dict[str, Acknowledged | None] = {}  # uid -> what some target acked
+        self._kept: set[str] = set()  # delivered messages keep leaves alone (not proven now)
         self._timed_out: Message | None = None  # the message whose RETR timed out
         self._deadline = float("inf")  # monotonic end of the session's time budget
         self._posting = 0  # deliveries whose POSTs are under way
@@ -371,7 +379,8 @@ class _Session:
         ledger = self.p.ledger
         stat = await client.stat()
         self.result.stat_messages, self.result.stat_bytes = stat.count, stat.size
-        self.p.metrics.mailbox_stat(mailbox, stat.count, stat.size)
+        if not self.policy.keep:  # with keep, once the kept messages are known (below)
+            self.p.metrics.mailbox_stat(mailbox, stat.count, stat.size)
         ledger.forget_targets(mailbox, self.policy.targets)
         # LIST and UIDL are the truth, never STAT: a server whose STAT says 0 while LIST
         # shows messages must not make the ledger forget acknowledged, uncommitted rows.
@@ -401,7 +410,9 @@ class _Session:
 
         pending: list[tuple[Message, tuple[str, ...]]] = []
         new: list[Message] = []
-        held = False
+        held_back = False
+        kept_bytes = 0
+        self.result.kept = 0
         for msg in inventory:
             targets = rows.get(msg.uid, {})
             if any(t not in targets for t in self.policy.targets):
@@ -410,15 +421,21 @@ class _Session:
                 t for t in self.policy.targets if t not in targets or not targets[t].done
             )
             if not waiting:
+                if msg.uid in self._kept or self._holds(targets, now):
+                    # Delivered before and kept on the server: neither posted nor deleted.
+                    self.result.kept += 1
+                    kept_bytes += msg.size
+                    continue
                 # Every target acknowledged this very content (proven above) in an earlier
-                # session that did not commit: delete it now, without posting again.
+                # session that did not commit, or keep_days passed: delete it now, without
+                # posting again.
                 self.to_delete.append(msg)
                 continue
             due = tuple(t for t in waiting if t not in targets or targets[t].due(now))
-            if not due or held:
+            if not due or held_back:
                 self.result.skipped += 1
                 # strict_order: nothing after a message that waits goes before it
-                held = held or self.policy.strict_order
+                held_back = held_back or self.policy.strict_order
                 continue
             pending.append((msg, due))
             self._waiting[msg.uid] = waiting
@@ -437,6 +454,13 @@ class _Session:
                 self.policy.targets,
                 now,
             )
+        if self.policy.keep:
+            # Kept messages are delivered: the backlog gauge counts only the others.
+            self.p.metrics.mailbox_stat(
+                mailbox,
+                max(0, stat.count - self.result.kept),
+                max(0, stat.size - kept_bytes),
+            )
         self.result.reconciled += len(self.to_delete)
         if self.to_delete:
             self.log.info("reconcile", deleting=len(self.to_delete))
@@ -444,6 +468,43 @@ class _Session:
             await self._dele(done)
         self._report_backlog()
         await self._deliver_pending(pending)
+
+    def _holds(self, rows: Mapping[str, Row], now: float) -> bool:
+        """True while keep leaves this delivered message on the server."""
+        return held(rows, now, keep=self.policy.keep, keep_days=self.policy.keep_days)
+
+    def _keep_apart(
+        self,
+        candidates: list[tuple[Message, Acknowledged | None]],
+        known: dict[str, dict[str, Row]],
+    ) -> list[tuple[Message, Acknowledged | None]]:
+        """With keep: the candidates to prove now. A kept message listed at its first size is
+        left alone (no RETR at every poll); one listed with another size names another message
+        now and is proven (and so posted as new). Messages whose keep_days passed are proven
+        for DELE within the session's message and byte budget; the rest wait for the next
+        session, which starts at once."""
+        now = self.p.clock.time()
+        prove: list[tuple[Message, Acknowledged | None]] = []
+        expired = expired_bytes = 0
+        for msg, ack in candidates:
+            rows = known[msg.uid]
+            if self._holds(rows, now):
+                if same_listing(rows, msg.size):
+                    self._kept.add(msg.uid)
+                else:
+                    prove.append((msg, ack))
+                continue
+            if expired and (
+                expired >= self.policy.session_max_messages
+                or expired_bytes + msg.size > self.policy.session_max_bytes
+            ):
+                self._kept.add(msg.uid)  # kept one more session: proven and deleted then
+                self.result.more_pending = True
+                continue
+            expired += 1
+            expired_bytes += msg.size
+            prove.append((msg, ack))
+        return prove
 
     def _check_stability(self, known: dict[str, dict[str, Row]], listed: set[str]) -> None:
         """Warn when no listed identity is one the ledger expects on the server: UIDLs that
@@ -483,6 +544,8 @@ class _Session:
         if held_back:
             self.result.skipped += len(held_back)
             inventory = [m for m in inventory if m.uid not in later]
+        if self.policy.keep:
+            candidates = self._keep_apart(candidates, known)
         if not candidates:
             return inventory
         verdict = await verify(
@@ -938,6 +1001,9 @@ class _Session:
             detail="another message was acknowledged under this identity: posted as new",
         )
         if not waiting:
+            if self._holds(rows, self.p.clock.time()):
+                self.result.kept += 1  # delivered under this content before, and kept
+                return None
             self.to_delete.append(new)
             self.result.reconciled += 1
             return None
@@ -1042,7 +1108,10 @@ class _Session:
         settled = acked | refused
         if waiting <= acked:
             self.result.delivered += 1
-            self.to_delete.append(msg)  # DELE after this batch, once the acks are synced
+            if self.policy.keep:
+                self.result.kept += 1  # stays on the server; its acked rows remember it
+            else:
+                self.to_delete.append(msg)  # DELE after this batch, once the acks are synced
             return "acked"
         if transient:
             self.result.transient += 1
@@ -1071,7 +1140,10 @@ class _Session:
             ledger.mark_dead_lettered(mailbox, msg.uid, why, now, content=data.content)
             self.p.metrics.message_dead_lettered(mailbox)
             self.result.dead_lettered += 1
-            self.to_delete.append(msg)
+            if self.policy.keep:
+                self.result.kept += 1  # spooled and done; keep leaves it on the server
+            else:
+                self.to_delete.append(msg)
             return "dead_lettered"
         elif rejected:
             self.result.rejected += 1

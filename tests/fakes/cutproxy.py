@@ -27,6 +27,8 @@ class CutProxy:
         self.swallow_reply_to = swallow_reply_to
         """Forward this command, let the server act on it, but never pass its reply on."""
         self.cuts = 0
+        self.commands: list[bytes] = []
+        """The verb of every command the client sent (``b"RETR"``, ``b"DELE"``...), in order."""
         self.port = 0
         self._server: asyncio.Server | None = None
         self._tasks: set[asyncio.Task[None]] = set()
@@ -56,6 +58,7 @@ class CutProxy:
                 line = await c_reader.readline()
                 if not line:
                     break
+                self.commands.append(line.split(b" ", 1)[0].strip().upper())
                 if self.cut_before and line.upper().startswith(self.cut_before):
                     self.cuts += 1
                     cut.set()

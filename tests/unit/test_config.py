@@ -682,3 +682,47 @@ def test_metrics_mailbox_detail_defaults_to_essential_and_rejects_typos() -> Non
     assert full.metrics.mailbox_detail == "full"
     with pytest.raises(ConfigError, match=r"metrics\.mailbox_detail"):
         Config.from_dict({**minimal(), "metrics": {"mailbox_detail": "all"}}, env={})
+
+
+def test_keep_defaults_to_deleting_and_keep_days_loads_with_keep() -> None:
+    """Without keep a delivered message is deleted (the default); keep_days is read with keep."""
+    box = Config.from_dict(minimal(), env={}).mailboxes[0]
+    assert (box.keep, box.keep_days) == (False, None)
+    box = Config.from_dict(minimal(keep=True, keep_days="${DAYS}"), env={"DAYS": "30"}).mailboxes[0]
+    assert (box.keep, box.keep_days) == (True, 30)
+
+
+@pytest.mark.parametrize(
+    ("settings", "expected"),
+    [
+        ({"keep_days": 30}, "mailboxes[0].keep_days: only applies with keep: true (delivered "
+         "messages are deleted at once without it); set keep: true, or remove keep_days"),
+        ({"keep": False, "keep_days": 30}, "mailboxes[0].keep_days: only applies with keep: "
+         "true (delivered messages are deleted at once without it); set keep: true, or remove "
+         "keep_days"),
+        ({"keep": True, "keep_days": 0}, "mailboxes[0].keep_days: must be a whole number of "
+         "days, 1 or more (got 0); to delete delivered messages at once, remove keep and "
+         "keep_days"),
+        ({"keep": True, "keep_days": -3}, "mailboxes[0].keep_days: must be a whole number of "
+         "days, 1 or more (got -3); to delete delivered messages at once, remove keep and "
+         "keep_days"),
+        ({"keep": True, "keep_days": True}, "mailboxes[0].keep_days: must be a number of days "
+         "(keep_days: 30), not true or false"),
+        ({"keep": True, "keep_days": 1.5}, "mailboxes[0].keep_days: Input should be a valid "
+         "integer, got a number with a fractional part"),
+        ({"keep": "sometimes"}, "mailboxes[0].keep: Input should be a valid boolean, unable to "
+         "interpret input"),
+    ],
+)  # fmt: skip
+def test_bad_keep_settings_say_what_to_do(settings: dict[str, Any], expected: str) -> None:
+    """keep_days without keep, or not a positive whole number of days, is one line naming the
+    key and the fix."""
+    assert problems_of(minimal(**settings)) == [expected]
+
+
+def test_keep_keys_are_in_the_config_schema() -> None:
+    """`popbridge schema config` describes keep (boolean) and keep_days (integer or null)."""
+    box = config_schema()["$defs"]["MailboxConfig"]["properties"]
+    assert box["keep"]["type"] == "boolean"
+    assert box["keep"]["default"] is False
+    assert {s["type"] for s in box["keep_days"]["anyOf"]} == {"integer", "null"}

@@ -42,6 +42,10 @@ def test_documented_numbers_do_not_change() -> None:
         (result(on_server=1, deleted=0, committed=False), ExitCode.MAILBOX_FAILED),
         # the ledger could not be written during the pass: an unusable data_dir (R2-4)
         (result(on_server=1, ledger_error="disk full"), ExitCode.CONFIG_ERROR),
+        # keep: true: delivered messages left on the server on purpose are not "left over"
+        (result(on_server=5, deleted=0, kept=5), ExitCode.OK),
+        (result(on_server=5, deleted=1, kept=4), ExitCode.OK),
+        (result(on_server=5, deleted=0, kept=4, skipped=1), ExitCode.LEFT_ON_SERVER),
     ],
 )
 def test_a_session_result_gives_0_3_or_4(session: SessionResult, code: ExitCode) -> None:

@@ -401,3 +401,39 @@ def test_forget_targets_drops_rows_of_targets_no_longer_configured(ledger: Ledge
     assert ledger.forget_targets(MB, ["crm"]) == 1
     assert set(ledger.rows_for(MB, "u1")) == {"crm"}
     ledger.mark_dele_sent(MB, ["u1"])  # every remaining target is done: allowed
+
+
+# ---------------------------------------------------------------------- acknowledgement time
+
+
+def test_acked_at_records_each_targets_acknowledgement_and_dead_letter(ledger: Ledger) -> None:
+    """keep_days counts from acked_at: it is the time of each target's 2xx (or of the
+    dead-letter), not touched by later writes such as DELE being sent."""
+    seed(ledger, "u1", "u2", targets=("crm", "erp"))
+    ledger.mark_acked(MB, "u1", "crm", T0 + 10)
+    ledger.mark_acked(MB, "u1", "erp", T0 + 20)
+    ledger.mark_dele_sent(MB, ["u1"], T0 + 30)
+    ledger.mark_acked(MB, "u2", "crm", T0 + 40)
+    ledger.mark_parked(MB, "u2", "erp", "HTTP 422", now=T0 + 41)
+    assert ledger.rows_for(MB, "u2")["erp"].acked_at is None
+    ledger.mark_dead_lettered(MB, "u2", "erp: HTTP 422", T0 + 50)
+    one, two = ledger.rows_for(MB, "u1"), ledger.rows_for(MB, "u2")
+    assert (one["crm"].acked_at, one["erp"].acked_at) == (T0 + 10, T0 + 20)
+    assert (two["crm"].acked_at, two["erp"].acked_at) == (T0 + 40, T0 + 50)
+
+
+def test_migration_from_version_2_takes_acked_at_from_the_last_update(tmp_path: Path) -> None:
+    """A ledger written before acked_at existed: done rows get their last update (the moment
+    they were acknowledged), pending rows none, so keep_days works on old rows too."""
+    path = tmp_path / "ledger.sqlite3"
+    with Ledger(path) as book:
+        seed(book, "done", "waiting")
+        book.mark_acked(MB, "done", "crm", T0 + 5)
+    with sqlite3.connect(path) as conn:
+        conn.execute("ALTER TABLE deliveries DROP COLUMN acked_at")
+        conn.execute("PRAGMA user_version = 2")
+    with Ledger(path) as book:
+        assert book.rows_for(MB, "done")["crm"].acked_at == T0 + 5
+        assert book.rows_for(MB, "waiting")["crm"].acked_at is None
+    with sqlite3.connect(path) as conn:
+        assert conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 3
