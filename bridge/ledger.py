@@ -505,6 +505,43 @@ class Ledger:
             durable=True,
         )
 
+    def adopt(
+        self,
+        mailbox: str,
+        source: str,
+        uidl: str,
+        webhook_id: str,
+        size: int,
+        now: float | None = None,
+    ) -> None:
+        """Record that the message listed as ``uidl`` is the one delivered as ``source``.
+
+        The rows of ``source`` are copied to ``uidl`` (its states, acknowledgement times and
+        content proof; this ``webhook_id`` and ``size``), so the message is not posted again.
+        Only for a message whose content was proven to be the one acknowledged under
+        ``source`` (a UIDL that moved): :mod:`bridge.reconcile`. Existing rows are left alone.
+        """
+        stamp = self._now(now)
+        columns = _COLUMNS.split(", ")
+        picked = ", ".join(
+            {
+                "uidl": "?",
+                "webhook_id": "?",
+                "size": "?",
+                "updated_at": "?",
+                "dele_sent_at": "NULL",
+                "committed_at": "NULL",
+            }.get(c, c)
+            for c in columns
+        )
+        # Assembled only from the constants above, never from input.
+        sql = (
+            f"INSERT OR IGNORE INTO deliveries ({_COLUMNS}) SELECT {picked} "  # noqa: S608
+            "FROM deliveries WHERE mailbox = ? AND uidl = ?"
+        )
+        params = (uidl, webhook_id, size, stamp, mailbox, source)
+        self._run("adopt", lambda c: c.execute(sql, params), durable=True)
+
     def mark_acked(
         self,
         mailbox: str,

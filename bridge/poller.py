@@ -43,7 +43,14 @@ from bridge.errors import (
     Pop3ResponseError,
     Pop3TimeoutError,
 )
-from bridge.identity import Message, can_top, content_key, retr_limit, take_inventory
+from bridge.identity import (
+    Message,
+    can_top,
+    content_key,
+    key_base,
+    retr_limit,
+    take_inventory,
+)
 from bridge.keep import held, same_listing
 from bridge.ledger import Content, Ledger, Row, RowState, identity_base
 from bridge.mime import (
@@ -93,7 +100,10 @@ class SessionMetrics(Protocol):
     def set_oldest_undelivered(self, mailbox: str, first_seen: float | None) -> None: ...
     def set_parked(self, mailbox: str, count: int) -> None: ...
     def identity_problem(
-        self, mailbox: str, kind: Literal["reused", "unstable_uidl", "duplicate"], count: int = 1
+        self,
+        mailbox: str,
+        kind: Literal["reused", "moved", "unstable_uidl", "duplicate"],
+        count: int = 1,
     ) -> None: ...
     def retr_failed(
         self, mailbox: str, reason: Literal["refused", "too_large", "timeout"]
@@ -148,6 +158,8 @@ class SessionResult:
     oversize: int = 0
     retr_failed: int = 0
     reused_identities: int = 0
+    moved_identities: int = 0
+    """Messages proven (by content) to be ones delivered under another identity."""
     skipped: int = 0
     kept: int = 0
     """Delivered messages left on the server by ``keep`` (listed now, or delivered since)."""
@@ -455,11 +467,13 @@ class _Session:
                 now,
             )
         if self.policy.keep:
-            # Kept messages are delivered: the backlog gauge counts only the others.
+            # Kept messages are delivered: the backlog gauge counts only the others (of what
+            # LIST showed: a STAT that says less must not hide them).
+            listed_bytes = sum(m.size for m in found.messages)
             self.p.metrics.mailbox_stat(
                 mailbox,
-                max(0, stat.count - self.result.kept),
-                max(0, stat.size - kept_bytes),
+                max(0, self.result.on_server - self.result.kept),
+                max(0, max(stat.size, listed_bytes) - kept_bytes),
             )
         self.result.reconciled += len(self.to_delete)
         if self.to_delete:
@@ -477,34 +491,94 @@ class _Session:
         self,
         candidates: list[tuple[Message, Acknowledged | None]],
         known: dict[str, dict[str, Row]],
+        renamed: dict[int, Message],
     ) -> list[tuple[Message, Acknowledged | None]]:
         """With keep: the candidates to prove now. A kept message listed at its first size is
-        left alone (no RETR at every poll); one listed with another size names another message
-        now and is proven (and so posted as new). Messages whose keep_days passed are proven
-        for DELE within the session's message and byte budget; the rest wait for the next
-        session, which starts at once."""
+        left alone (no RETR at every poll). One listed with another size names another message
+        now: if exactly one message told apart by content under this identity was delivered at
+        this size (an earlier session proved it), it is that one, kept as well (``renamed``);
+        otherwise it is proven (and so posted as new). Messages whose keep_days passed are
+        proven for DELE (within the session's budget, :meth:`_prove`)."""
         now = self.p.clock.time()
         prove: list[tuple[Message, Acknowledged | None]] = []
-        expired = expired_bytes = 0
         for msg, ack in candidates:
             rows = known[msg.uid]
-            if self._holds(rows, now):
-                if same_listing(rows, msg.size):
-                    self._kept.add(msg.uid)
-                else:
-                    prove.append((msg, ack))
-                continue
-            if expired and (
-                expired >= self.policy.session_max_messages
-                or expired_bytes + msg.size > self.policy.session_max_bytes
-            ):
-                self._kept.add(msg.uid)  # kept one more session: proven and deleted then
-                self.result.more_pending = True
-                continue
-            expired += 1
-            expired_bytes += msg.size
-            prove.append((msg, ack))
+            if not self._holds(rows, now):
+                prove.append((msg, ack))
+            elif same_listing(rows, msg.size):
+                self._kept.add(msg.uid)
+            elif (twin := self._kept_twin(msg, known, now)) is not None:
+                renamed[msg.num] = twin
+                self._kept.add(twin.uid)
+            else:
+                prove.append((msg, ack))
         return prove
+
+    def _kept_twin(
+        self, msg: Message, known: dict[str, dict[str, Row]], now: float
+    ) -> Message | None:
+        """The one kept content identity ``<uid>~<hash>`` delivered at ``msg``'s size, if any."""
+        base = key_base(msg.uid)
+        twins = [
+            key
+            for key, rows in known.items()
+            if key != msg.uid
+            and identity_base(key) == base
+            and all(r.done for r in rows.values())
+            and same_listing(rows, msg.size)
+            and self._holds(rows, now)
+        ]
+        if len(twins) != 1:
+            return None
+        key = twins[0]
+        return Message(
+            num=msg.num, uid=key, size=msg.size, webhook_id=webhook_id(self.policy.name, key)
+        )
+
+    def _spare(
+        self, inventory: list[Message], known: dict[str, dict[str, Row]]
+    ) -> dict[str, tuple[str, int]]:
+        """Delivered messages no listed identity accounts for: ``{content hash: (identity,
+        listed size)}`` of every done identity not listed now at its size and never deleted by
+        a committed session. A message listed under a new identity with that content is the
+        one delivered (a UIDL that moved: positional UIDLs, a rebuilt UID list, a look-alike
+        twin that left): :meth:`_prove` adopts its delivery instead of posting it again."""
+        listed = {m.uid: m.size for m in inventory}
+        spare: dict[str, tuple[str, int]] = {}
+        for uid, rows in known.items():
+            if uid in listed and same_listing(rows, listed[uid]):
+                continue
+            if any(r.committed_at is not None for r in rows.values()):
+                continue
+            ack = acknowledged(rows)
+            if ack is None or ack.sha256 is None or ack.listed_size is None:
+                continue
+            if not all(t in rows for t in self.policy.targets):
+                continue
+            spare.setdefault(ack.sha256, (uid, ack.listed_size))
+        return spare
+
+    def _over_budget(
+        self, checks: list[tuple[Message, Acknowledged | None]]
+    ) -> tuple[list[tuple[Message, Acknowledged | None]], list[Message]]:
+        """Split the messages to retrieve for proof by the session's message and byte budget:
+        ``(now, later)``. A delivered message left for later is kept one more session (keep);
+        any other waits, neither posted nor deleted; the next session starts at once."""
+        now: list[tuple[Message, Acknowledged | None]] = []
+        later: list[Message] = []
+        size = 0
+        for msg, ack in checks:
+            if now and (
+                len(now) >= self.policy.session_max_messages
+                or size + msg.size > self.policy.session_max_bytes
+            ):
+                later.append(msg)
+                continue
+            now.append((msg, ack))
+            size += msg.size
+        if later:
+            self.result.more_pending = True
+        return now, later
 
     def _check_stability(self, known: dict[str, dict[str, Row]], listed: set[str]) -> None:
         """Warn when no listed identity is one the ledger expects on the server: UIDLs that
@@ -529,10 +603,13 @@ class _Session:
         self, inventory: list[Message], known: dict[str, dict[str, Row]]
     ) -> list[Message]:
         """Check the messages every target acknowledged before (reconcile candidates) against
-        what was acknowledged; the unproven become new messages (see :mod:`bridge.reconcile`)."""
+        what was acknowledged; the unproven become new messages (see :mod:`bridge.reconcile`).
+        A new identity with the size of a delivered message no identity accounts for is
+        retrieved too: with that content, it is that message under a moved UIDL, and its
+        delivery is adopted instead of posting it again."""
         targets = self.policy.targets
-        now = self.p.clock.monotonic()
-        later = {uid for uid, until in self.p.unverifiable.items() if until > now}
+        mono = self.p.clock.monotonic()
+        later = {uid for uid, until in self.p.unverifiable.items() if until > mono}
         candidates = [
             (m, acknowledged(known[m.uid]))
             for m in inventory
@@ -544,21 +621,34 @@ class _Session:
         if held_back:
             self.result.skipped += len(held_back)
             inventory = [m for m in inventory if m.uid not in later]
+        replaced: dict[int, Message] = {}
         if self.policy.keep:
-            candidates = self._keep_apart(candidates, known)
-        if not candidates:
-            return inventory
+            candidates = self._keep_apart(candidates, known, replaced)
+        spare = self._spare(inventory, known)
+        sizes = {size for _, size in spare.values()}
+        lookalikes = {m.num for m in inventory if m.uid not in known and m.size in sizes}
+        checks = candidates + [(m, None) for m in inventory if m.num in lookalikes]
+        checks, waiting = self._over_budget(checks)
+        dropped: set[int] = set()
+        for msg in waiting:
+            if msg.num not in lookalikes and self.policy.keep:
+                self._kept.add(msg.uid)  # delivered: kept one more session, proven then
+            else:
+                dropped.add(msg.num)
+                self.result.skipped += 1
+        if not checks:
+            return [replaced.get(m.num, m) for m in inventory if m.num not in dropped]
         verdict = await verify(
             self._client(),
             mailbox=self.policy.name,
-            candidates=candidates,
+            candidates=checks,
             max_message_bytes=self.policy.max_message_bytes,
         )
         if verdict.timed_out is not None:
             # Its proof could not be retrieved in time: leave it alone for a while (it stays
             # on the server, nothing is posted), reconnect and go on with the others.
             stuck = verdict.timed_out
-            self.p.unverifiable[stuck.uid] = now + self.policy.retr_retry_base
+            self.p.unverifiable[stuck.uid] = mono + self.policy.retr_retry_base
             self._timed_out = stuck
             self.result.retr_failed += 1
             self.p.metrics.retr_failed(self.policy.name, "timeout")
@@ -566,9 +656,17 @@ class _Session:
             failure = self._client().failure
             assert isinstance(failure, Pop3TimeoutError)
             raise failure
-        replaced = {old.num: new for old, new in verdict.renamed}
-        gone = {msg.num for msg, _ in verdict.unreadable}
+        for msg in verdict.proven:
+            spare.pop(verdict.digests[msg.num], None)  # accounted for by its own identity
         for old, new in verdict.renamed:
+            moved = spare.get(verdict.digests[old.num])
+            if moved is not None and moved[1] == old.size:
+                del spare[verdict.digests[old.num]]
+                replaced[old.num] = self._adopt(old if old.num in lookalikes else new, moved[0])
+                continue
+            if old.num in lookalikes:
+                continue  # another message: posted under the identity it is listed with
+            replaced[old.num] = new
             self.result.reused_identities += 1
             self.p.metrics.identity_problem(self.policy.name, "reused")
             self.log.warning(
@@ -578,10 +676,25 @@ class _Session:
                 detail="the message listed under this identity is not the one acknowledged "
                 "under it: posted as a new message, not deleted",
             )
+        gone = {msg.num for msg, _ in verdict.unreadable} | dropped
         for msg, error in verdict.unreadable:
             self.result.skipped += 1
             self.log.warning("reconcile_unreadable", uidl=msg.uid, error=str(error))
         return [replaced.get(m.num, m) for m in inventory if m.num not in gone]
+
+    def _adopt(self, msg: Message, source: str) -> Message:
+        """``msg`` is proven to be the message delivered as ``source``: record it as such."""
+        self.p.ledger.adopt(self.policy.name, source, msg.uid, msg.webhook_id, msg.size)
+        self.result.moved_identities += 1
+        self.p.metrics.identity_problem(self.policy.name, "moved")
+        self.log.warning(
+            "identity_moved",
+            uidl=msg.uid,
+            delivered_as=source,
+            detail="this message was delivered before under another identity (UIDLs that "
+            "moved: positional UIDLs, a rebuilt UID list): not posted again",
+        )
+        return msg
 
     def _client(self) -> Pop3Client:
         assert self.client is not None
@@ -1163,10 +1276,13 @@ class _Session:
         The acknowledgements are made durable first (one fsync for the whole batch): a message
         is never marked for deletion before its acknowledgement is on disk.
         """
+        if messages or self.p.ledger.pending:
+            # Also with nothing to delete (keep, a target that waits): acknowledgements are
+            # written without fsync while the batch runs; they become durable here.
+            await self.p.ledger.flush()
         if not messages:
             return
         mailbox = self.policy.name
-        await self.p.ledger.flush()
         results = await self._client().dele_many([m.num for m in messages])
         sent: list[str] = []
         for msg, error in zip(messages, results, strict=True):

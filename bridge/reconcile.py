@@ -31,7 +31,15 @@ from bridge.ledger import Row
 from bridge.pop3 import Pop3Client
 from bridge.webhook import webhook_id
 
-__all__ = ["HEAD_PREFIX", "Acknowledged", "Verdict", "acknowledged", "content_digest", "verify"]
+__all__ = [
+    "HEAD_PREFIX",
+    "Acknowledged",
+    "Verdict",
+    "acknowledged",
+    "content_digest",
+    "proof_by_head",
+    "verify",
+]
 
 HEAD_PREFIX = "top:"
 """Marks a stored hash taken over ``TOP n 0`` (a headers-only acknowledgement)."""
@@ -83,6 +91,21 @@ class Verdict:
     """RETR/TOP refused (gone since LIST) or too large: neither deleted nor posted now."""
     timed_out: Message | None = None
     """The candidate whose retrieval timed out (the connection is then closed)."""
+    digests: dict[int, str] = field(default_factory=dict)
+    """The stored form of each retrieved candidate's hash, by message number."""
+
+
+def proof_by_head(msg: Message, ack: Acknowledged | None, max_message_bytes: int) -> bool:
+    """True when ``msg`` is compared by its header block (``TOP n 0``), not its content.
+
+    The acknowledgement decides, not today's ``max_message_bytes``: a message acknowledged
+    whole is retrieved whole (up to the size it had then) even after the limit was lowered,
+    and a headers-only acknowledgement is compared by headers even after it was raised.
+    Without an acknowledgement, a message over the limit is hashed by its header block.
+    """
+    if ack is not None:
+        return ack.head_only
+    return msg.size > max_message_bytes
 
 
 async def verify(
@@ -97,6 +120,7 @@ async def verify(
     copies: dict[str, int] = {}
 
     def decide(msg: Message, ack: Acknowledged | None, digest: str) -> None:
+        verdict.digests[msg.num] = digest
         if (
             ack is not None
             and ack.sha256 == digest
@@ -111,17 +135,20 @@ async def verify(
         )
 
     by_num = {msg.num: (msg, ack) for msg, ack in candidates}
-    heads = [
-        n
-        for n, (m, a) in by_num.items()
-        if m.size > max_message_bytes or (a is not None and a.head_only)
-    ]
-    waiting = [by_num[n][0] for n in heads] + [
-        by_num[n][0] for n in sorted(by_num) if n not in heads
-    ]
+    limit = retr_limit(max_message_bytes)
+    heads = [n for n, (m, a) in by_num.items() if proof_by_head(m, a, max_message_bytes)]
+    # Acknowledged whole at a size over today's limit: retrieved one at a time, up to the
+    # size acknowledged (it was retrieved whole then), never posted on a lowered limit.
+    large = {
+        n: retr_limit(max(max_message_bytes, a.raw_size or 0))
+        for n, (m, a) in sorted(by_num.items())
+        if n not in heads and a is not None and m.size > max_message_bytes
+    }
+    small = [n for n in sorted(by_num) if n not in heads and n not in large]
+    waiting = [by_num[n][0] for n in [*heads, *small, *large]]
     try:
         for num in heads:
-            msg, ack = by_num.pop(num)
+            msg, ack = by_num[num]
             try:
                 head = await client.top(num, 0)
             except Pop3ResponseError as exc:
@@ -130,14 +157,15 @@ async def verify(
             finally:
                 waiting.pop(0)
             decide(msg, ack, content_digest(head + b"size:%d" % msg.size, head_only=True))
-        limit = retr_limit(max_message_bytes)
-        async for num, item in client.retr_each(sorted(by_num), max_bytes=limit):
-            waiting.pop(0)
-            msg, ack = by_num[num]
-            if isinstance(item, Pop3Error):
-                verdict.unreadable.append((msg, item))
-                continue
-            decide(msg, ack, content_digest(item))
+        passes = [(small, limit)] + [([n], cap) for n, cap in large.items()]
+        for nums, cap in passes:
+            async for num, item in client.retr_each(nums, max_bytes=cap):
+                waiting.pop(0)
+                msg, ack = by_num[num]
+                if isinstance(item, Pop3Error):
+                    verdict.unreadable.append((msg, item))
+                    continue
+                decide(msg, ack, content_digest(item))
     except Pop3Error as exc:
         timeout = exc if isinstance(exc, Pop3TimeoutError) else client.failure
         if not isinstance(timeout, Pop3TimeoutError) or not waiting:

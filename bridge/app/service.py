@@ -347,6 +347,7 @@ class App:
                 oversize=result.oversize,
                 retr_failed=result.retr_failed,
                 reused_identities=result.reused_identities,
+                moved_identities=result.moved_identities,
                 skipped=result.skipped,
                 kept=result.kept,
                 more_pending=result.more_pending,

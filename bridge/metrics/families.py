@@ -212,8 +212,9 @@ class MetricFamilies:
             "bridge_identity_problems_total",
             "Messages whose server identity could not be trusted: reused (the content differs "
             "from what was acknowledged under it, so it was posted as new, never deleted), "
-            "unstable_uidl (no UIDL overlaps the previous listing), duplicate (shared, told "
-            "apart by content).",
+            "moved (a new identity proven by content to be a message already delivered under "
+            "another: not posted again), unstable_uidl (no UIDL overlaps the previous "
+            "listing), duplicate (shared, told apart by content).",
             [*mb, "kind"],
             registry=r,
         )
