@@ -33,12 +33,15 @@ venv: $(STAMP)
 
 SERVERS_DIR ?= /var/cache/popbridge/servers
 
-# System packages the tests need: Dovecot (the real POP3 server) and promtool (alert rule tests),
-# then GNU mailutils pop3d and Courier POP3, unpacked beside Dovecot (tests/install-pop3-servers.sh).
+# System packages the tests need: Dovecot (the real POP3 server), promtool (alert rule tests),
+# docker.io and debootstrap (the container image, built FROM a locally made Debian base), then
+# GNU mailutils pop3d and Courier POP3, unpacked beside Dovecot (tests/install-pop3-servers.sh).
 test-deps:
 	@missing=""; \
 	[ -x /usr/sbin/dovecot ] && [ -e /usr/lib/dovecot/pop3 ] || missing="$$missing dovecot-pop3d"; \
 	command -v promtool >/dev/null || missing="$$missing prometheus"; \
+	command -v dockerd >/dev/null || missing="$$missing docker.io"; \
+	command -v debootstrap >/dev/null || missing="$$missing debootstrap"; \
 	if [ -n "$$missing" ]; then \
 		if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
 			echo "installing:$$missing"; \
@@ -54,17 +57,14 @@ test-deps:
 demo: $(STAMP)
 	$(VENV)/bin/popbridge demo
 
+# POPBRIDGE_START_DOCKERD=1: the image tests start a Docker engine if none runs (as root).
 test: $(STAMP) test-deps
-	POPBRIDGE_SERVERS_DIR=$(SERVERS_DIR) $(PY) -m pytest $(PYTEST_ARGS)
+	POPBRIDGE_START_DOCKERD=1 POPBRIDGE_SERVERS_DIR=$(SERVERS_DIR) $(PY) -m pytest $(PYTEST_ARGS)
 
-# The container image built from the Dockerfile and run (tests/integration/test_image.py):
-# installs docker.io and debootstrap, starts dockerd if none runs, builds a local Debian base
-# (no registry is needed) and the image from constraints.txt. About 4 minutes the first time.
+# Only the container image tests (tests/integration/test_image.py; make test runs them too):
+# starts dockerd if none runs, builds a local Debian base with debootstrap (no registry is
+# needed) and the image from constraints.txt. About 4 minutes the first time.
 test-image: $(STAMP) test-deps
-	@command -v dockerd >/dev/null && command -v debootstrap >/dev/null || { \
-		if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
-			$(APT_GET) update -qq && $(APT_GET) install -y -qq --no-install-recommends docker.io debootstrap; \
-		else echo "make test-image needs: sudo apt-get install docker.io debootstrap" >&2; exit 1; fi; }
 	POPBRIDGE_START_DOCKERD=1 $(PY) -m pytest -m docker -rs $(PYTEST_ARGS)
 
 lint: $(STAMP)

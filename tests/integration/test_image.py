@@ -124,11 +124,11 @@ def base_image(engine: None, tmp_path_factory: pytest.TempPathFactory) -> str:
          "bookworm", str(rootfs), MIRROR],
         check=True, capture_output=True, timeout=900,
     )  # fmt: skip
-    tar = subprocess.Popen(["tar", "-C", str(rootfs), "-c", "."], stdout=subprocess.PIPE)
-    subprocess.run(
-        ["docker", "import", "-", BASE], stdin=tar.stdout, check=True, capture_output=True
-    )
-    assert tar.wait() == 0
+    with subprocess.Popen(["tar", "-C", str(rootfs), "-c", "."], stdout=subprocess.PIPE) as tar:
+        subprocess.run(
+            ["docker", "import", "-", BASE], stdin=tar.stdout, check=True, capture_output=True
+        )
+    assert tar.returncode == 0
     shutil.rmtree(rootfs, ignore_errors=True)
     return BASE
 
