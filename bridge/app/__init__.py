@@ -6,8 +6,10 @@ mailbox, and the scheduling rules: each mailbox polls every ``poll_interval`` wi
 one session per mailbox at a time, at most ``max_concurrent_sessions`` at once, a failing
 mailbox backs off by the kind of failure and never delays the others.
 
-The package: :mod:`~bridge.app.parts` builds each kind of part from its config section,
-:mod:`~bridge.app.service` holds :class:`App`, which owns and schedules them.
+The package: :mod:`~bridge.app.parts` builds each kind of part from its config section;
+:mod:`~bridge.app.base` owns them and runs one session of a mailbox, :mod:`~bridge.app.loops`
+schedules the mailboxes for `run`, and :mod:`~bridge.app.service` holds :class:`App` with
+`once`, `check` and reloads.
 """
 
 from bridge.app.parts import (
