@@ -16,13 +16,13 @@ from __future__ import annotations
 from types import TracebackType
 
 from bridge.pop3.deletion import DeletionMixin
+from bridge.pop3.login import LoginMixin
 from bridge.pop3.retrieval import RetrievalMixin
-from bridge.pop3.session import SessionMixin
 
 __all__ = ["Pop3Client"]
 
 
-class Pop3Client(SessionMixin, RetrievalMixin, DeletionMixin):
+class Pop3Client(LoginMixin, RetrievalMixin, DeletionMixin):
     """An asyncio POP3 client (RFC 1939, 2449, 2595, 5034).
 
     It returns typed values or raises errors from :mod:`bridge.errors`; it never retries or
