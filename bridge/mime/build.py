@@ -7,38 +7,16 @@ import hashlib
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from bridge.mime.automated import AUTOMATION_HEADERS, automation
+from bridge.mime.automated import automation
 from bridge.mime.charsets import decode_bytes
-from bridge.mime.encoded_words import bytes_to_text, decode_header_value
-from bridge.mime.fields import (
-    decode_addresses,
-    first_msgid,
-    parse_date,
-    parse_mime_header,
-    parse_msgids,
-)
-from bridge.mime.model import (
-    Address,
-    Attachment,
-    Defect,
-    EnclosedMessage,
-    Header,
-    Payload,
-    PayloadOptions,
-)
+from bridge.mime.encoded_words import bytes_to_text
+from bridge.mime.envelope import Envelope, read_envelope, strip_envelope
+from bridge.mime.fields import parse_date, parse_mime_header
+from bridge.mime.model import Attachment, Defect, EnclosedMessage, Payload, PayloadOptions
 from bridge.mime.parts import DefectSink, Part, TreeParser, defect_path, read_headers
 from bridge.mime.text import html_to_text, unflow
 from bridge.mime.transfer import decode_transfer
 
-_ADDRESS_FIELDS = {
-    "from": "from_",
-    "sender": "sender",
-    "reply-to": "reply_to",
-    "to": "to",
-    "cc": "cc",
-    "bcc": "bcc",
-    "delivered-to": "delivered_to",
-}
 _BODY_TYPES = ("text/plain", "text/html")
 _MESSAGE_TYPES = ("message/rfc822", "message/global")
 _ENCLOSED_HEAD_BYTES = 256 * 1024
@@ -112,7 +90,7 @@ class _Builder:
             if name.lower() == "content-type":
                 charset = parse_mime_header(bytes_to_text(value).text)[1].get("charset")
                 break
-        env = _envelope(fields, charset, ignored)
+        env = read_envelope(fields, charset, ignored)
         return EnclosedMessage.model_construct(
             subject=env.subject,
             from_=env.addresses.get("from_", []),
@@ -195,73 +173,12 @@ class _Builder:
                 self.collect(child, out, related)
 
 
-@dataclass(slots=True)
-class _Envelope:
-    headers: list[Header] = field(default_factory=list)
-    addresses: dict[str, list[Address]] = field(default_factory=dict)
-    subject: str | None = None
-    date_raw: str | None = None
-    message_id: str | None = None
-    in_reply_to: str | None = None
-    references: list[str] = field(default_factory=list)
-    return_path: str | None = None
-    automation: list[tuple[str, bytes]] = field(default_factory=list)
-    """The header fields automation() looks at (lower-case names)."""
-
-
-def _envelope(
-    fields: list[tuple[str, bytes]], charset: str | None, defects: DefectSink
-) -> _Envelope:
-    env = _Envelope()
-    for name, raw in fields:
-        key = name.lower()
-        try:
-            decoded = decode_header_value(raw, charset)
-            value = decoded.text
-            lossy = decoded.problem is not None
-            if decoded.problem is not None:
-                defects.append((None, decoded.problem[0], f"{name}: {decoded.problem[1]}"))
-            if key in _ADDRESS_FIELDS:
-                found = decode_addresses(bytes_to_text(raw, charset).text)
-                env.addresses.setdefault(_ADDRESS_FIELDS[key], []).extend(
-                    Address.model_construct(name=n, address=a) for n, a in found
-                )
-            elif key == "subject":
-                if env.subject is None:
-                    env.subject = value
-            elif key == "date":
-                if env.date_raw is None:
-                    env.date_raw = value
-            elif key == "message-id":
-                if env.message_id is None:
-                    env.message_id = first_msgid(value) or None
-            elif key == "in-reply-to":
-                if env.in_reply_to is None:
-                    env.in_reply_to = first_msgid(value)
-            elif key == "references":
-                env.references.extend(parse_msgids(value))
-            elif key == "return-path":
-                if env.return_path is None:
-                    found = decode_addresses(value)
-                    env.return_path = found[0][1] if found else value.strip("<> ")
-            elif key in AUTOMATION_HEADERS:
-                env.automation.append((key, raw))
-        except Exception as exc:  # one header never fails the message
-            value = raw.decode("latin-1")
-            lossy = True
-            detail = f"{name}: {type(exc).__name__} while decoding; kept as Latin-1"
-            defects.append((None, "header_decode_failed", detail))
-        raw_text = raw.decode("ascii", "backslashreplace") if lossy else None
-        env.headers.append(Header.model_construct(name=name, value=value, raw=raw_text))
-    return env
-
-
 def _defects(sink: DefectSink) -> list[Defect]:
     return [Defect.model_construct(part=p, kind=k, detail=d) for p, k, d in sink]
 
 
 def _payload(
-    env: _Envelope,
+    env: Envelope,
     defects: DefectSink,
     *,
     raw_size: int,
@@ -315,31 +232,15 @@ def _payload(
     return Payload.model_construct(**values)  # type: ignore[arg-type]
 
 
-def _strip_envelope(raw: bytes, defects: DefectSink) -> tuple[bytes, int]:
-    """Undo what is not MIME: a byte-order mark, an mbox ``From `` line, CR-only line ends."""
-    start = 0
-    if b"\n" not in raw and b"\r" in raw:
-        raw = raw.replace(b"\r", b"\n")
-        defects.append((None, "bare_cr_line_endings", "CR-only line ends read as line breaks"))
-    if raw.startswith(b"\xef\xbb\xbf"):
-        start = 3
-        defects.append((None, "byte_order_mark", "leading UTF-8 byte-order mark skipped"))
-    if raw.startswith(b"From ", start):
-        nl = raw.find(b"\n", start)
-        start = len(raw) if nl < 0 else nl + 1
-        defects.append((None, "mbox_from_line", "leading mbox 'From ' line skipped"))
-    return raw, start
-
-
 def _build(
     raw: bytes, options: PayloadOptions, ids: dict[str, object], defects: DefectSink
 ) -> Payload:
-    buf, start = _strip_envelope(raw, defects)
+    buf, start = strip_envelope(raw, defects)
     root = TreeParser(buf, options, defects).parse(start, len(buf))
     if not root.fields:
         defects.append((None, "no_headers", "the message has no header fields"))
     charset = root.params.get("charset")
-    env = _envelope(root.fields, charset, defects)
+    env = read_envelope(root.fields, charset, defects)
     bodies = _Bodies()
     _Builder(buf, options, defects).collect(root, bodies)
     encoded_raw = binascii.b2a_base64(raw, newline=False) if options.include_raw else None
@@ -384,7 +285,7 @@ def _fallback(
     )
     detail = f"{type(exc).__name__} while parsing; the raw message is attached as is"
     return _payload(
-        _Envelope(),
+        Envelope(),
         [(None, "parser_failed", detail)],
         raw_size=len(raw),
         sha256=whole.sha256,
@@ -447,17 +348,17 @@ def build_headers_only_payload(
     }
     defects: DefectSink = []
     try:
-        buf, start = _strip_envelope(header_bytes, defects)
+        buf, start = strip_envelope(header_bytes, defects)
         fields, _ = read_headers(buf, start, len(buf), "", options, defects)
         charset = None
         for name, value in fields:
             if name.lower() == "content-type":
                 charset = parse_mime_header(bytes_to_text(value).text)[1].get("charset")
                 break
-        env = _envelope(fields, charset, defects)
+        env = read_envelope(fields, charset, defects)
         automated = automation(env.automation, None)
     except Exception as exc:  # the contract is "never raises"
-        env = _Envelope()
+        env = Envelope()
         automated = {}
         defects.append((None, "parser_failed", f"{type(exc).__name__} while reading headers"))
     defects.append((None, "body_omitted", f"message of {size} bytes sent headers-only: {reason}"))
