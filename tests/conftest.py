@@ -15,10 +15,8 @@ from tests.receiver import receiver  # noqa: F401
 from tests.s3server import s3_bucket, s3_server  # noqa: F401
 
 
-@pytest.fixture(scope="session")
-def dovecot() -> Iterator[Dovecot]:
-    """One throwaway Dovecot for the whole run; a test that needs it fails (never skips) without."""
-    server = Dovecot()
+def _running(server: Dovecot) -> Iterator[Dovecot]:
+    """Start ``server`` for the fixture's scope; a test that needs it fails (never skips)."""
     try:
         server.start()
     except DovecotUnavailable as exc:
@@ -27,6 +25,19 @@ def dovecot() -> Iterator[Dovecot]:
         yield server
     finally:
         server.stop()
+
+
+@pytest.fixture(scope="session")
+def dovecot() -> Iterator[Dovecot]:
+    """One throwaway Dovecot for the whole run."""
+    yield from _running(Dovecot())
+
+
+@pytest.fixture(scope="session")
+def dovecot_u() -> Iterator[Dovecot]:
+    """A Dovecot whose UIDLs are plain IMAP UIDs (`pop3_uidl_format = %u`): a rebuilt UID list
+    gives old UIDLs to other messages."""
+    yield from _running(Dovecot(uidl_format="%u"))
 
 
 @pytest.fixture(scope="session", params=sorted(SERVERS))

@@ -9,7 +9,6 @@ from __future__ import annotations
 import asyncio
 import shutil
 import sqlite3
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -21,7 +20,7 @@ from bridge.exitcodes import ExitCode
 from bridge.keep import DAY
 from bridge.ledger import DEFAULT_FILENAME
 from bridge.poller import SessionResult
-from tests.dovecot import Dovecot, DovecotUnavailable, Pop3User
+from tests.dovecot import Dovecot, Pop3User
 from tests.fakes.cutproxy import CutProxy
 from tests.integration.kit import config_dict, make_message
 from tests.receiver import WebhookReceiver
@@ -193,21 +192,6 @@ async def test_keep_turned_off_deletes_delivered_messages_without_posting_again(
     assert sent.count(b"DELE") == 3
     assert pop3_user.count() == 0
     assert (result.reconciled, result.deleted, result.delivered) == (3, 3, 0)
-
-
-@pytest.fixture(scope="module")
-def dovecot_u() -> Iterator[Dovecot]:
-    """A Dovecot whose UIDLs are plain IMAP UIDs (`pop3_uidl_format = %u`): a rebuilt UID
-    list gives old UIDLs to other messages."""
-    server = Dovecot(uidl_format="%u")
-    try:
-        server.start()
-    except DovecotUnavailable as exc:
-        pytest.fail(str(exc), pytrace=False)
-    try:
-        yield server
-    finally:
-        server.stop()
 
 
 def _remove_and_rebuild(user: Pop3User) -> None:

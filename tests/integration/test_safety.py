@@ -12,14 +12,13 @@ import signal
 import socket
 import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from bridge.app import App
 from bridge.config import Config
-from tests.dovecot import Dovecot, DovecotUnavailable, Pop3User
+from tests.dovecot import Dovecot, Pop3User
 from tests.fakes.cutproxy import CutProxy
 from tests.integration.kit import config_dict, make_message, write_config
 from tests.integration.test_cli import _run_service, _stop, popbridge
@@ -81,21 +80,6 @@ async def test_check_creates_nothing_on_disk(
     code, _, err = await popbridge("check", "-c", str(cfg))
     assert code == 0, err
     assert not data.exists()
-
-
-@pytest.fixture(scope="module")
-def dovecot_u() -> Iterator[Dovecot]:
-    """A Dovecot whose UIDLs are plain IMAP UIDs (`pop3_uidl_format = %u`): a rebuilt UID list
-    gives the same UIDLs to other messages."""
-    server = Dovecot(uidl_format="%u")
-    try:
-        server.start()
-    except DovecotUnavailable as exc:
-        pytest.fail(str(exc), pytrace=False)
-    try:
-        yield server
-    finally:
-        server.stop()
 
 
 def _rebuild_uid_list(user: Pop3User) -> None:

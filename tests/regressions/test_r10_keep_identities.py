@@ -10,9 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import sqlite3
-from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 
@@ -21,25 +19,12 @@ from bridge.config import Config
 from bridge.keep import DAY
 from bridge.ledger import DEFAULT_FILENAME
 from bridge.poller import SessionResult
-from tests.dovecot import Dovecot, DovecotUnavailable
+from tests.dovecot import Dovecot
 from tests.fakes.pop3server import FakePop3Server
-from tests.integration.kit import SECRET, config_dict, make_message
+from tests.integration.kit import config_dict, make_message
 from tests.integration.test_keep import _remove_and_rebuild, _session
 from tests.receiver import WebhookReceiver
-
-
-@pytest.fixture(scope="module")
-def dovecot_u() -> Iterator[Dovecot]:
-    """A Dovecot whose UIDLs are plain IMAP UIDs: a rebuilt UID list renumbers the mail."""
-    server = Dovecot(uidl_format="%u")
-    try:
-        server.start()
-    except DovecotUnavailable as exc:
-        pytest.fail(str(exc), pytrace=False)
-    try:
-        yield server
-    finally:
-        server.stop()
+from tests.unit.test_keep import _config
 
 
 def _texts(receiver: WebhookReceiver) -> list[str]:
@@ -162,14 +147,6 @@ async def test_keep_turned_off_proves_within_the_session_budget(
     assert len(receiver.requests) == 5
 
 
-def _fake_config(server: FakePop3Server, url: str, data_dir: Path, **mailbox: Any) -> Config:
-    box = server.mailbox_config("fake", ["main"], **mailbox)
-    hook = {"url": url, "secret": SECRET, "backoff_initial": 0.01, "backoff_max": 0.02}
-    return Config.from_dict(
-        {"data_dir": str(data_dir), "webhooks": {"main": hook}, "mailboxes": [box]}, env={}
-    )
-
-
 async def _fake_session(config: Config) -> tuple[SessionResult, str]:
     app = App(config)
     try:
@@ -194,7 +171,7 @@ async def test_a_kept_look_alike_is_not_posted_again_when_its_twin_leaves(
     server = FakePop3Server([x, y], uidl=False)
     await server.start()
     try:
-        config = _fake_config(server, receiver.url, tmp_path, keep=True)
+        config = _config(server, receiver.url, tmp_path, keep=True)
         first, _ = await _fake_session(config)
         assert (first.delivered, first.kept) == (2, 2)
         del server.messages[0]
@@ -220,7 +197,7 @@ async def test_keep_backlog_gauge_counts_what_list_shows_when_stat_says_less(
     server.stat_says_empty = True
     await server.start()
     try:
-        hook_down = _fake_config(server, "http://127.0.0.1:9/never", tmp_path, keep=True)
+        hook_down = _config(server, "http://127.0.0.1:9/never", tmp_path, keep=True)
         result, metrics = await _fake_session(hook_down)
         assert result.kept == 0
         assert 'bridge_mailbox_messages{mailbox="fake"} 2.0' in metrics
