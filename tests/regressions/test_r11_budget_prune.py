@@ -12,10 +12,15 @@ from __future__ import annotations
 import asyncio
 from pathlib import Path
 
+import pytest
+
 from bridge.app import App
 from bridge.config import Config
 from bridge.poller import SessionResult
+from tests.dovecot import Dovecot
 from tests.fakes.pop3server import FakePop3Server
+from tests.integration.test_keep import _remove_and_rebuild
+from tests.integration.test_keep import _session as _dovecot_session
 from tests.integration.kit import make_message
 from tests.receiver import WebhookReceiver
 from tests.unit.test_keep import _config
@@ -124,3 +129,27 @@ async def test_shifted_kept_uidls_left_over_budget_are_not_posted_again(
         assert texts == sorted(bodies), f"posted again: {len(receiver.requests) - 3}"
     finally:
         await server.stop()
+
+
+@pytest.mark.dovecot
+async def test_dovecot_rebuilt_uid_list_over_budget_posts_nothing_twice(
+    dovecot_u: Dovecot, receiver: WebhookReceiver, tmp_path: Path
+) -> None:
+    """The r10 scenario (keep, Dovecot %u, three kept messages, the UID list rebuilt with the
+    last two redelivered as UIDLs 1 and 2) with session_max_messages 1. The first session
+    proves UIDL 1 only and prunes UIDL 3's rows; the message now under UIDL 2 is then posted a
+    second time. Expected (as without the budget): nothing posted twice."""
+    user = dovecot_u.new_user()
+    bodies = ["a\n", "bb, the second\n", "ccc, the third message\n"]
+    user.deliver_many([make_message(i, body=b) for i, b in enumerate(bodies)])
+    data = tmp_path / "data"
+    await _dovecot_session(dovecot_u, user, receiver, data, keep=True)
+    assert len(receiver.requests) == 3
+    _remove_and_rebuild(user)
+    user.deliver_many([make_message(i, body=b) for i, b in enumerate(bodies)][1:])
+    for _ in range(3):
+        await _dovecot_session(
+            dovecot_u, user, receiver, data, keep=True, session_max_messages=1
+        )
+    texts = sorted(r.json()["text"] for r in receiver.requests)
+    assert texts == sorted(bodies), f"posted again: {len(receiver.requests) - 3}"
