@@ -19,9 +19,9 @@ from bridge.config import Config
 from bridge.poller import SessionResult
 from tests.dovecot import Dovecot
 from tests.fakes.pop3server import FakePop3Server
+from tests.integration.kit import make_message
 from tests.integration.test_keep import _remove_and_rebuild
 from tests.integration.test_keep import _session as _dovecot_session
-from tests.integration.kit import make_message
 from tests.receiver import WebhookReceiver
 from tests.unit.test_keep import _config
 
@@ -87,7 +87,8 @@ async def test_moved_mail_left_over_budget_without_keep_is_not_posted_again(
             first = await app.session(app.mailboxes["fake"], asyncio.Event())
         finally:
             await app.close()
-        assert first is not None and first.delivered == 3
+        assert first is not None
+        assert first.delivered == 3
         assert len(server.messages) == 3  # nothing committed
         for i, m in enumerate(server.messages):
             m.uid = f"b{i}"
@@ -148,8 +149,6 @@ async def test_dovecot_rebuilt_uid_list_over_budget_posts_nothing_twice(
     _remove_and_rebuild(user)
     user.deliver_many([make_message(i, body=b) for i, b in enumerate(bodies)][1:])
     for _ in range(3):
-        await _dovecot_session(
-            dovecot_u, user, receiver, data, keep=True, session_max_messages=1
-        )
+        await _dovecot_session(dovecot_u, user, receiver, data, keep=True, session_max_messages=1)
     texts = sorted(r.json()["text"] for r in receiver.requests)
     assert texts == sorted(bodies), f"posted again: {len(receiver.requests) - 3}"
