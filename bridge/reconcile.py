@@ -101,9 +101,11 @@ def proof_by_head(msg: Message, ack: Acknowledged | None, max_message_bytes: int
     The acknowledgement decides, not today's ``max_message_bytes``: a message acknowledged
     whole is retrieved whole (up to the size it had then) even after the limit was lowered,
     and a headers-only acknowledgement is compared by headers even after it was raised.
-    Without an acknowledgement, a message over the limit is hashed by its header block.
+    Without an acknowledgement, or with one of another ``LIST`` size (no proof is possible:
+    the message is renamed by its content), a message over the limit is hashed by its header
+    block, like any oversize message.
     """
-    if ack is not None:
+    if ack is not None and ack.listed_size in (None, msg.size):
         return ack.head_only
     return msg.size > max_message_bytes
 
@@ -142,7 +144,10 @@ async def verify(
     large = {
         n: retr_limit(max(max_message_bytes, a.raw_size or 0))
         for n, (m, a) in sorted(by_num.items())
-        if n not in heads and a is not None and m.size > max_message_bytes
+        if n not in heads
+        and a is not None
+        and m.size > max_message_bytes
+        and a.listed_size in (None, m.size)
     }
     small = [n for n in sorted(by_num) if n not in heads and n not in large]
     waiting = [by_num[n][0] for n in [*heads, *small, *large]]

@@ -4,6 +4,9 @@ message whose identity moved carries its delivery over instead of being posted a
 
 from __future__ import annotations
 
+from collections import Counter
+from dataclasses import dataclass
+
 from bridge.errors import Pop3TimeoutError
 from bridge.identity import Message, key_base
 from bridge.keep import same_listing
@@ -11,6 +14,15 @@ from bridge.ledger import Row, identity_base
 from bridge.poller.fetch import _Fetch
 from bridge.reconcile import Acknowledged, acknowledged, verify
 from bridge.webhook import webhook_id
+
+
+@dataclass(frozen=True)
+class _Spare:
+    """A delivered message no listed identity accounts for (see :meth:`_Prove._spare`)."""
+
+    uid: str
+    size: int
+    ack: Acknowledged
 
 
 class _Prove(_Fetch):
@@ -21,32 +33,42 @@ class _Prove(_Fetch):
         candidates: list[tuple[Message, Acknowledged | None]],
         known: dict[str, dict[str, Row]],
         renamed: dict[int, Message],
+        unsettled: Counter[int],
     ) -> list[tuple[Message, Acknowledged | None]]:
-        """With keep: the candidates to prove now. A kept message listed at its first size is
-        left alone (no RETR at every poll). One listed with another size names another message
-        now: if exactly one message told apart by content under this identity was delivered at
-        this size (an earlier session proved it), it is that one, kept as well (``renamed``);
-        otherwise it is proven (and so posted as new). Messages whose keep_days passed are
-        proven for DELE (within the session's budget, :meth:`_prove`)."""
+        """With keep: the candidates to prove now.
+
+        A kept message listed at its first size is left alone (no RETR at every poll). One
+        listed with another size names another message now: if exactly one message told apart
+        by content under this identity was delivered at this size (an earlier session proved
+        it) and no other listed message of that size is unaccounted for (``unsettled``: it
+        could be that one, moved), it is that one (``renamed``), kept or, past keep_days,
+        proven under that identity; otherwise it is proven (and so posted as new). Messages
+        whose keep_days passed are proven for DELE (within the session's budget)."""
         now = self.p.clock.time()
         prove: list[tuple[Message, Acknowledged | None]] = []
         for msg, ack in candidates:
             rows = known[msg.uid]
-            if not self._holds(rows, now):
-                prove.append((msg, ack))
-            elif same_listing(rows, msg.size):
-                self._kept.add(msg.uid)
-            elif (twin := self._kept_twin(msg, known, now)) is not None:
+            if not same_listing(rows, msg.size):
+                twin = self._twin(msg, known, unsettled)
+                if twin is None:
+                    prove.append((msg, ack))
+                    continue
                 renamed[msg.num] = twin
-                self._kept.add(twin.uid)
+                msg, rows = twin, known[twin.uid]
+                ack = acknowledged(rows)
+            if self._holds(rows, now):
+                self._kept.add(msg.uid)
             else:
                 prove.append((msg, ack))
         return prove
 
-    def _kept_twin(
-        self, msg: Message, known: dict[str, dict[str, Row]], now: float
+    def _twin(
+        self, msg: Message, known: dict[str, dict[str, Row]], unsettled: Counter[int]
     ) -> Message | None:
-        """The one kept content identity ``<uid>~<hash>`` delivered at ``msg``'s size, if any."""
+        """The one delivered content identity ``<uid>~<hash>`` at ``msg``'s size, if any, and
+        only while ``msg`` is the one listed message of that size not accounted for."""
+        if unsettled[msg.size] > 1:
+            return None
         base = key_base(msg.uid)
         twins = [
             key
@@ -55,7 +77,6 @@ class _Prove(_Fetch):
             and identity_base(key) == base
             and all(r.done for r in rows.values())
             and same_listing(rows, msg.size)
-            and self._holds(rows, now)
         ]
         if len(twins) != 1:
             return None
@@ -64,16 +85,13 @@ class _Prove(_Fetch):
             num=msg.num, uid=key, size=msg.size, webhook_id=webhook_id(self.policy.name, key)
         )
 
-    def _spare(
-        self, inventory: list[Message], known: dict[str, dict[str, Row]]
-    ) -> dict[str, tuple[str, int]]:
-        """Delivered messages no listed identity accounts for: ``{content hash: (identity,
-        listed size)}`` of every done identity not listed now at its size and never deleted by
-        a committed session. A message listed under a new identity with that content is the
-        one delivered (a UIDL that moved: positional UIDLs, a rebuilt UID list, a look-alike
-        twin that left): :meth:`_prove` adopts its delivery instead of posting it again."""
-        listed = {m.uid: m.size for m in inventory}
-        spare: dict[str, tuple[str, int]] = {}
+    def _spare(self, listed: dict[str, int], known: dict[str, dict[str, Row]]) -> dict[str, _Spare]:
+        """Delivered messages no listed identity accounts for, by content hash: every done
+        identity not ``listed`` now at its size and never deleted by a committed session. A
+        message listed under a new identity with that content is the one delivered (a UIDL
+        that moved: positional UIDLs, a rebuilt UID list, a look-alike twin that left):
+        :meth:`_prove` adopts its delivery instead of posting it again."""
+        spare: dict[str, _Spare] = {}
         for uid, rows in known.items():
             if uid in listed and same_listing(rows, listed[uid]):
                 continue
@@ -84,15 +102,14 @@ class _Prove(_Fetch):
                 continue
             if not all(t in rows for t in self.policy.targets):
                 continue
-            spare.setdefault(ack.sha256, (uid, ack.listed_size))
+            spare.setdefault(ack.sha256, _Spare(uid, ack.listed_size, ack))
         return spare
 
     def _over_budget(
         self, checks: list[tuple[Message, Acknowledged | None]]
     ) -> tuple[list[tuple[Message, Acknowledged | None]], list[Message]]:
         """Split the messages to retrieve for proof by the session's message and byte budget:
-        ``(now, later)``. A delivered message left for later is kept one more session (keep);
-        any other waits, neither posted nor deleted; the next session starts at once."""
+        ``(now, later)``; the next session starts at once for the later ones."""
         now: list[tuple[Message, Acknowledged | None]] = []
         later: list[Message] = []
         size = 0
@@ -109,6 +126,10 @@ class _Prove(_Fetch):
             self.result.more_pending = True
         return now, later
 
+    def _defer(self, msg: Message) -> None:
+        """Neither post nor delete ``msg`` in this session (its proof is still to come)."""
+        self._deferred.add(msg.num)
+
     async def _prove(
         self, inventory: list[Message], known: dict[str, dict[str, Row]]
     ) -> list[Message]:
@@ -116,38 +137,54 @@ class _Prove(_Fetch):
         what was acknowledged; the unproven become new messages (see :mod:`bridge.reconcile`).
         A new identity with the size of a delivered message no identity accounts for is
         retrieved too: with that content, it is that message under a moved UIDL, and its
-        delivery is adopted instead of posting it again."""
+        delivery is adopted instead of posting it again.
+
+        Messages whose proof is not had in this session (over the budget, timed out before,
+        unreadable) are deferred (:attr:`_deferred`: neither posted nor deleted, and with
+        ``strict_order`` nothing after them goes first), and while any is, the rows a moved
+        message could adopt are not pruned (:attr:`_retain`)."""
         targets = self.policy.targets
         mono = self.p.clock.monotonic()
         later = {uid for uid, until in self.p.unverifiable.items() if until > mono}
+        for msg in inventory:
+            if msg.uid in later:
+                self._defer(msg)
         candidates = [
             (m, acknowledged(known[m.uid]))
             for m in inventory
             if m.uid in known
-            and m.uid not in later
+            and m.num not in self._deferred
             and all(t in known[m.uid] and known[m.uid][t].done for t in targets)
         ]
-        held_back = [m for m in inventory if m.uid in later]
-        if held_back:
-            self.result.skipped += len(held_back)
-            inventory = [m for m in inventory if m.uid not in later]
+        unsettled = Counter(
+            m.size
+            for m in inventory
+            if m.uid not in known or not same_listing(known[m.uid], m.size)
+        )
         replaced: dict[int, Message] = {}
         if self.policy.keep:
-            candidates = self._keep_apart(candidates, known, replaced)
-        spare = self._spare(inventory, known)
-        sizes = {size for _, size in spare.values()}
-        lookalikes = {m.num for m in inventory if m.uid not in known and m.size in sizes}
-        checks = candidates + [(m, None) for m in inventory if m.num in lookalikes]
-        checks, waiting = self._over_budget(checks)
-        dropped: set[int] = set()
+            candidates = self._keep_apart(candidates, known, replaced, unsettled)
+        listed = {replaced.get(m.num, m).uid: m.size for m in inventory}
+        spare = self._spare(listed, known)
+        lookalikes: list[tuple[Message, Acknowledged | None]] = []
+        for m in inventory:
+            if m.uid in known or m.num in self._deferred:
+                continue
+            same = [s.ack for s in spare.values() if s.size == m.size]
+            if same:  # a whole acknowledgement is proven whole (bridge.reconcile.proof_by_head)
+                lookalikes.append((m, next((a for a in same if not a.head_only), same[0])))
+        looks = {m.num for m, _ in lookalikes}
+        checks, waiting = self._over_budget(candidates + lookalikes)
         for msg in waiting:
-            if msg.num not in lookalikes and self.policy.keep:
-                self._kept.add(msg.uid)  # delivered: kept one more session, proven then
+            rows = known.get(msg.uid)
+            if self.policy.keep and rows is not None and same_listing(rows, msg.size):
+                self._kept.add(msg.uid)  # delivered (its listing says so): proven later
             else:
-                dropped.add(msg.num)
-                self.result.skipped += 1
+                self._defer(msg)
+        if self._deferred:
+            self._retain.update(s.uid for s in spare.values())
         if not checks:
-            return [replaced.get(m.num, m) for m in inventory if m.num not in dropped]
+            return [replaced.get(m.num, m) for m in inventory]
         verdict = await verify(
             self._client(),
             mailbox=self.policy.name,
@@ -166,15 +203,22 @@ class _Prove(_Fetch):
             failure = self._client().failure
             assert isinstance(failure, Pop3TimeoutError)
             raise failure
+        proven = {m.num for m in verdict.proven}
         for msg in verdict.proven:
-            spare.pop(verdict.digests[msg.num], None)  # accounted for by its own identity
-        for old, new in verdict.renamed:
-            moved = spare.get(verdict.digests[old.num])
-            if moved is not None and moved[1] == old.size:
-                del spare[verdict.digests[old.num]]
-                replaced[old.num] = self._adopt(old if old.num in lookalikes else new, moved[0])
+            if msg.num not in looks:
+                spare.pop(verdict.digests[msg.num], None)  # accounted for by its own identity
+        checked = [(m, m) for m in verdict.proven if m.num in looks] + verdict.renamed
+        for old, new in checked:
+            digest = verdict.digests[old.num]
+            moved = spare.get(digest)
+            if new.uid in known and old.num not in looks:
+                replaced[old.num] = new  # the identity this content was given before
                 continue
-            if old.num in lookalikes:
+            if moved is not None and moved.size == old.size:
+                del spare[digest]
+                replaced[old.num] = self._adopt(old if old.num in looks else new, moved.uid)
+                continue
+            if old.num in looks or old.num in proven:
                 continue  # another message: posted under the identity it is listed with
             replaced[old.num] = new
             self.result.reused_identities += 1
@@ -186,11 +230,11 @@ class _Prove(_Fetch):
                 detail="the message listed under this identity is not the one acknowledged "
                 "under it: posted as a new message, not deleted",
             )
-        gone = {msg.num for msg, _ in verdict.unreadable} | dropped
         for msg, error in verdict.unreadable:
-            self.result.skipped += 1
+            self._defer(msg)
+            self._retain.update(s.uid for s in spare.values())
             self.log.warning("reconcile_unreadable", uidl=msg.uid, error=str(error))
-        return [replaced.get(m.num, m) for m in inventory if m.num not in gone]
+        return [replaced.get(m.num, m) for m in inventory]
 
     def _adopt(self, msg: Message, source: str) -> Message:
         """``msg`` is proven to be the message delivered as ``source``: record it as such."""

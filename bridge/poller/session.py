@@ -157,7 +157,7 @@ class _Session(_Prove):
         self._check_stability(known, found.listed)
         inventory = await self._prove(found.messages, known)
         if not found.unidentified:  # a message without identity now may have rows to keep
-            ledger.prune(mailbox, {m.uid for m in inventory} | found.listed)
+            ledger.prune(mailbox, {m.uid for m in inventory} | found.listed | self._retain)
         rows = ledger.rows(mailbox)
         now = self.p.clock.time()
 
@@ -167,6 +167,12 @@ class _Session(_Prove):
         kept_bytes = 0
         self.result.kept = 0
         for msg in inventory:
+            if msg.num in self._deferred:
+                # Its proof is still to come: neither posted nor deleted (nor recorded as
+                # seen, which would make a moved message look new next time).
+                self.result.skipped += 1
+                held_back = held_back or self.policy.strict_order
+                continue
             targets = rows.get(msg.uid, {})
             if any(t not in targets for t in self.policy.targets):
                 new.append(msg)  # never seen, or a target was added to the config since
