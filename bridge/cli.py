@@ -92,11 +92,13 @@ def build_parser() -> argparse.ArgumentParser:
         "once",
         help="one pass over every mailbox, then exit: 0 all delivered and deleted, 1 internal "
         "error, 2 config error, 3 messages left on a server, 4 a mailbox unreachable or login "
-        "refused",
+        "refused, 5 data_dir in use by another popbridge process",
     )
     with_config(once)
     check = sub.add_parser(
-        "check", help="connect, authenticate and STAT each mailbox; change nothing"
+        "check",
+        help="log in to each mailbox (CAPA, login, STAT, LIST, UIDL or its fallback) and "
+        "change nothing; exit 0 all ok, 4 a mailbox (or with --webhooks a target) failed",
     )
     with_config(check)
     check.add_argument(
@@ -234,7 +236,9 @@ def _dispatch(args: argparse.Namespace) -> int:
         return EXIT_OK
     if args.command == "reload":
         return _signal_reload(config, args.config)
-    configure_logging(config.log.level, config.log.format)
+    # check prints a table on stdout: its log lines go to stderr, not in between.
+    log_stream = sys.stderr if args.command == "check" else None
+    configure_logging(config.log.level, config.log.format, stream=log_stream)
     if args.command == "dead-letters":
         from bridge.deadletter_cli import run_dead_letters
 

@@ -175,4 +175,4 @@ async def run_check(
         for c in checks:
             print(f"{c.target:<{width}}  {'ok' if c.ok else 'FAILED':<6}  {c.detail}")
         ok = ok and all(c.ok for c in checks)
-    return EXIT_OK if ok else EXIT_FAILED
+    return EXIT_OK if ok else int(ExitCode.MAILBOX_FAILED)

@@ -10,12 +10,15 @@ connections"), or a proxy only allows some commands. Each hint names the config 
 
 from __future__ import annotations
 
+import errno
+import socket
 import ssl
 
 from bridge.pop3.responses import Capabilities, Greeting
 
 __all__ = [
     "auth_refusal_hint",
+    "connect_failure_hint",
     "no_greeting_hint",
     "offered_methods",
     "tls_failure_hint",
@@ -108,6 +111,18 @@ def tls_failure_hint(exc: BaseException) -> str:
         return (
             "the server answered in plain text: use tls: starttls, or the implicit-TLS port (995)"
         )
+    return ""
+
+
+def connect_failure_hint(exc: OSError, port: int) -> str:
+    """A hint for a connection that could not be made: nothing listening, or no such host."""
+    if isinstance(exc, ConnectionRefusedError):
+        usual = "110 for tls: none or starttls, 995 for tls: implicit"
+        return f"nothing accepts connections on port {port} there: check host and port ({usual})"
+    if isinstance(exc, socket.gaierror):
+        return "the host name does not resolve: check host (and the DNS of this machine)"
+    if exc.errno in (errno.EHOSTUNREACH, errno.ENETUNREACH):
+        return "no route to the host: check host, and any firewall between"
     return ""
 
 

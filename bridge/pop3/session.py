@@ -14,7 +14,7 @@ from bridge.errors import (
     Pop3TLSError,
 )
 from bridge.pop3._core import ClientCore
-from bridge.pop3.hints import no_greeting_hint, tls_failure_hint
+from bridge.pop3.hints import connect_failure_hint, no_greeting_hint, tls_failure_hint
 from bridge.pop3.options import TlsMode
 from bridge.pop3.responses import Capabilities, Greeting, Response
 from bridge.pop3.wire import STREAM_LIMIT, Connection
@@ -72,8 +72,11 @@ class SessionMixin(ClientCore):
                 mailbox=self.mailbox,
             ) from exc
         except OSError as exc:
+            hint = connect_failure_hint(exc, self.port)
             raise Pop3ConnectionError(
-                f"could not connect to {where}: {exc}", command="connect", mailbox=self.mailbox
+                f"could not connect to {where}: {exc}" + (f"; {hint}" if hint else ""),
+                command="connect",
+                mailbox=self.mailbox,
             ) from exc
         _set_nodelay(writer)
         self._writer = writer

@@ -88,12 +88,15 @@ async def test_check_changes_nothing_and_prints_a_table(
 async def test_check_reports_a_wrong_password_without_showing_it(
     dovecot: Dovecot, pop3_user: Pop3User, receiver: WebhookReceiver, tmp_path: Path
 ) -> None:
-    """A refused login is a FAILED row and exit 1; the password appears nowhere."""
+    """A refused login is a FAILED row and exit 4 (as `once`); the password appears nowhere,
+    and the table on stdout is not mixed with log lines (they go to stderr)."""
     config = config_dict(dovecot, pop3_user, receiver.url, tmp_path / "data")
     config["mailboxes"][0]["password"] = "Wrong-Password-123"
     cfg = write_config(tmp_path / "c.yaml", config)
     code, out, err = await popbridge("check", "-c", str(cfg))
-    assert code == 1
+    assert code == 4
+    assert out.splitlines()[0].split() == ["MAILBOX", "STATUS", "MESSAGES", "BYTES", "DETAIL"]
+    assert not any(line.startswith("{") for line in out.splitlines())
     assert "FAILED" in out
     assert "auth_error" in out
     assert "Wrong-Password-123" not in out + err
@@ -456,7 +459,7 @@ async def test_check_webhooks_sends_one_signed_test_event_per_target(
     receiver.decide(lambda r: 410 if r.path.endswith("/gone") else 204)
     cfg = write_config(tmp_path / "c.yaml", config)
     code, out, err = await popbridge("check", "--webhooks", "-c", str(cfg))
-    assert code == 1, err
+    assert code == 4, err
     lines = {line.split()[0]: line.split() for line in out.splitlines() if line.strip()}
     assert lines["main"][1:3] == ["ok", "HTTP"]
     assert lines["gone"][1:3] == ["FAILED", "HTTP"]

@@ -82,3 +82,20 @@ def test_no_greeting_hint_depends_on_the_mode() -> None:
     assert no_greeting_hint("starttls").endswith("try tls: implicit")
     assert no_greeting_hint("none").endswith("try tls: implicit")
     assert "implicit-TLS port" not in no_greeting_hint("implicit")
+
+
+def test_connection_failures_name_what_to_check() -> None:
+    """Nothing listening, a name that does not resolve, no route: each says what to check
+    (before, only the socket's own words, e.g. "Connect call failed")."""
+    import errno
+    import socket
+
+    from bridge.pop3.hints import connect_failure_hint
+
+    refused = connect_failure_hint(ConnectionRefusedError(errno.ECONNREFUSED, "refused"), 11119)
+    assert "port 11119" in refused
+    assert "995 for tls: implicit" in refused
+    assert "check host" in connect_failure_hint(socket.gaierror(-2, "Name not known"), 110)
+    unreachable = OSError(errno.EHOSTUNREACH, "No route to host")
+    assert "no route" in connect_failure_hint(unreachable, 110)
+    assert connect_failure_hint(OSError(errno.EPERM, "odd"), 110) == ""
