@@ -135,3 +135,35 @@ async def test_reused_uidls_of_one_size_are_not_retrieved_at_every_poll(
         assert len(receiver.requests) == 4
     finally:
         await server.stop()
+
+
+async def test_a_parked_reused_uidl_does_not_starve_the_proof_budget(
+    receiver: WebhookReceiver, tmp_path: Path
+) -> None:
+    """keep: true, UIDLs reassigned. A and B kept as UIDLs 1 and 2; then Y (UIDL 1) and Z
+    (UIDL 2), each of a new size. The receiver refuses Y (422: parked). Its twin 1~<hash Y>
+    is not done, so ``_twin`` never renames UIDL 1: it is proven (RETR) at every session and,
+    with session_max_messages 1, takes the whole proof budget; Z is deferred at every
+    session, never posted. Expected: Z posted."""
+    a = make_message(1, body="a, the first kept message\n")
+    b = make_message(2, body="b, the second kept message, longer\n")
+    y = make_message(3, body="y, refused by the receiver\n")
+    z = make_message(4, body="z, a perfectly fine new message, longest\n")
+    assert len({len(a), len(b), len(y), len(z)}) == 4
+    server = FakePop3Server()
+    server.add(a, uid="1")
+    server.add(b, uid="2")
+    await server.start()
+    try:
+        config = _config(server, receiver.url, tmp_path, keep=True)
+        await _session(config)
+        receiver.decide(lambda r: 422 if r.json()["subject"] == "message 3" else None)
+        server.messages.clear()
+        server.add(y, uid="1")
+        server.add(z, uid="2")
+        config = _config(server, receiver.url, tmp_path, keep=True, session_max_messages=1)
+        for _ in range(5):
+            await _session(config)
+        assert "message 4" in _subjects(receiver)
+    finally:
+        await server.stop()
