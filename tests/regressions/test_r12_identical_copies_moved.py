@@ -12,11 +12,16 @@ from __future__ import annotations
 import asyncio
 from pathlib import Path
 
+import pytest
+
 from bridge.app import App
 from bridge.config import Config
 from bridge.poller import SessionResult
+from tests.dovecot import Dovecot
 from tests.fakes.pop3server import FakePop3Server
 from tests.integration.kit import make_message
+from tests.integration.test_keep import _remove_and_rebuild
+from tests.integration.test_keep import _session as _dovecot_session
 from tests.receiver import WebhookReceiver
 from tests.unit.test_keep import _config
 
@@ -81,3 +86,27 @@ async def test_moved_identical_copies_are_not_posted_again_after_a_lost_quit(
         assert server.messages == []
     finally:
         await server.stop()
+
+
+@pytest.mark.dovecot
+async def test_dovecot_rebuilt_uid_list_posts_no_identical_copy_twice(
+    dovecot_u: Dovecot, receiver: WebhookReceiver, tmp_path: Path
+) -> None:
+    """Real Dovecot (%u). keep: true: C, D and two byte-identical copies of M kept as UIDLs
+    1..4 (M posted twice, as copies are). Another client removes all, the UID list is rebuilt
+    and the two copies of M are delivered again (UIDLs 1 and 2). Both are proven to be M;
+    the first adopts the one spare M, the second is posted a third time."""
+    user = dovecot_u.new_user()
+    c = make_message(1, body="c, some other message\n")
+    d = make_message(2, body="d, yet another, a longer message\n")
+    m = make_message(3, body="m, the copy\n")
+    assert len({len(c), len(d), len(m)}) == 3
+    user.deliver_many([c, d, m, m])
+    data = tmp_path / "data"
+    await _dovecot_session(dovecot_u, user, receiver, data, keep=True)
+    assert len(receiver.requests) == 4
+    _remove_and_rebuild(user)
+    user.deliver_many([m, m])
+    for _ in range(2):
+        await _dovecot_session(dovecot_u, user, receiver, data, keep=True)
+    assert len(receiver.requests) == 4, "a moved copy was posted again"
