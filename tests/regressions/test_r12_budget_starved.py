@@ -13,11 +13,16 @@ from __future__ import annotations
 import asyncio
 from pathlib import Path
 
+import pytest
+
 from bridge.app import App
 from bridge.config import Config
 from bridge.poller import SessionResult
+from tests.dovecot import Dovecot
 from tests.fakes.pop3server import FakePop3Server
 from tests.integration.kit import make_message
+from tests.integration.test_keep import _remove_and_rebuild
+from tests.integration.test_keep import _session as _dovecot_session
 from tests.receiver import WebhookReceiver
 from tests.unit.test_keep import _config
 
@@ -167,3 +172,32 @@ async def test_a_parked_reused_uidl_does_not_starve_the_proof_budget(
         assert "message 4" in _subjects(receiver)
     finally:
         await server.stop()
+
+
+@pytest.mark.dovecot
+async def test_dovecot_rebuilt_uid_list_over_budget_posts_every_new_message(
+    dovecot_u: Dovecot, receiver: WebhookReceiver, tmp_path: Path
+) -> None:
+    """Real Dovecot (%u), keep: true. A and B kept as UIDLs 1 and 2; another client removes
+    them and the UID list is rebuilt; Y and Z (one size) are delivered as UIDLs 1 and 2. With
+    session_max_messages 1, Y is posted and then proven again at every session; Z is never
+    posted."""
+    user = dovecot_u.new_user()
+    user.deliver_many(
+        [
+            make_message(1, body="a, the first kept message\n"),
+            make_message(2, body="b, the second kept message, longer\n"),
+        ]
+    )
+    data = tmp_path / "data"
+    await _dovecot_session(dovecot_u, user, receiver, data, keep=True)
+    _remove_and_rebuild(user)
+    user.deliver_many(
+        [
+            make_message(3, body="y: your job 1 finished\n"),
+            make_message(4, body="z: your job 2 finished\n"),
+        ]
+    )
+    for _ in range(5):
+        await _dovecot_session(dovecot_u, user, receiver, data, keep=True, session_max_messages=1)
+    assert _subjects(receiver) == ["message 1", "message 2", "message 3", "message 4"]
