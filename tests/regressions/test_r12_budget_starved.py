@@ -55,7 +55,8 @@ async def test_a_reused_uidl_over_the_proof_budget_is_posted_eventually(
     b = make_message(2, body="b, the second kept message, longer\n")
     y = make_message(3, body="y: your job 1 finished\n")
     z = make_message(4, body="z: your job 2 finished\n")
-    assert len(y) == len(z) and len({len(a), len(b), len(y)}) == 3
+    assert len(y) == len(z)
+    assert len({len(a), len(b), len(y)}) == 3
     server = FakePop3Server()
     server.add(a, uid="1")
     server.add(b, uid="2")

@@ -76,7 +76,9 @@ async def test_moved_identical_copies_are_not_posted_again_after_a_lost_quit(
         config = _config(server, receiver.url, tmp_path)
         server.reply_on("QUIT", "-ERR [SYS/TEMP] cannot commit now")
         first = await _session(config)
-        assert first is not None and first.delivered == 2 and not first.committed
+        assert first is not None
+        assert first.delivered == 2
+        assert not first.committed
         assert len(server.messages) == 2
         server.messages[0].uid = "b1"
         server.messages[1].uid = "b2"

@@ -80,7 +80,9 @@ async def test_a_moved_message_after_a_lost_quit_is_not_posted_again_to_the_old_
     try:
         server.reply_on("QUIT", "-ERR [SYS/TEMP] cannot commit now")
         first = await _session(_config(server, {"main": receiver.url}, tmp_path))
-        assert first is not None and first.delivered == 1 and not first.committed
+        assert first is not None
+        assert first.delivered == 1
+        assert not first.committed
         server.messages[0].uid = "b1"
         both = {"main": receiver.url, "audit": audit.url}
         for _ in range(2):

@@ -25,7 +25,9 @@ from tests.unit.test_keep import _config
 class _Damaged(FakePop3Server):
     """RETR of the messages whose UID is in ``damaged`` is refused (an unreadable file)."""
 
-    damaged: set[str] = set()
+    def __init__(self) -> None:
+        super().__init__()
+        self.damaged: set[str] = set()
 
     async def _handle(self, session: _Session, verb: str, args: list[str]) -> bytes:
         if verb == "RETR" and args:
@@ -51,14 +53,15 @@ async def test_an_unreadable_delivered_message_does_not_hold_new_mail_for_ever(
     proof candidate at every session, unreadable, deferred, and W is held back behind it for
     ever, though X was delivered long ago. Expected: W posted (X stays, undeleted)."""
     server = _Damaged()
-    server.damaged = set()
     server.add(make_message(1, body="x, delivered\n"), uid="x")
     await server.start()
     try:
         config = _config(server, receiver.url, tmp_path, strict_order=True)
         server.reply_on("QUIT", "-ERR [SYS/TEMP] cannot commit now")
         first = await _session(config)
-        assert first is not None and first.delivered == 1 and not first.committed
+        assert first is not None
+        assert first.delivered == 1
+        assert not first.committed
         server.damaged = {"x"}
         server.add(make_message(2, body="w, brand new\n"), uid="w")
         for _ in range(3):
