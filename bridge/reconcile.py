@@ -26,7 +26,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 from bridge.errors import Pop3Error, Pop3ResponseError, Pop3TimeoutError
-from bridge.identity import Message, content_key, retr_limit
+from bridge.identity import Message, can_top, content_key, retr_limit
 from bridge.ledger import Row
 from bridge.pop3 import Pop3Client
 from bridge.webhook import webhook_id
@@ -154,6 +154,13 @@ async def verify(
     try:
         for num in heads:
             msg, ack = by_num[num]
+            if not can_top(client):
+                # No TOP to read its header with (and it is over the limit, or its proof is
+                # a header hash): no proof can be had; it is renamed by its listing, which
+                # the oversize policy then parks (a server without TOP cannot do headers_only).
+                waiting.pop(0)
+                decide(msg, None, content_digest(b"size:%d" % msg.size, head_only=True))
+                continue
             try:
                 head = await client.top(num, 0)
             except Pop3ResponseError as exc:

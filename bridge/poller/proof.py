@@ -33,65 +33,70 @@ class _Prove(_Fetch):
         candidates: list[tuple[Message, Acknowledged | None]],
         known: dict[str, dict[str, Row]],
         renamed: dict[int, Message],
-        unsettled: Counter[int],
+        twins: dict[int, Message],
+        orphans: Counter[int],
     ) -> list[tuple[Message, Acknowledged | None]]:
         """With keep: the candidates to prove now.
 
         A kept message listed at its first size is left alone (no RETR at every poll). One
-        listed with another size names another message now: if exactly one message told apart
-        by content under this identity was delivered at this size (an earlier session proved
-        it) and no other listed message of that size is unaccounted for (``unsettled``: it
-        could be that one, moved), it is that one (``renamed``), kept or, past keep_days,
-        proven under that identity; otherwise it is proven (and so posted as new). Messages
+        listed with another size names another message now. If an earlier session told it
+        apart by content under this identity at this size (its ``twins`` entry), it is that
+        one (``renamed``: kept or, past keep_days, proven under that identity; a twin not
+        yet delivered goes on as it is) unless another listed message of that size has no
+        such twin (``orphans``: it could be the twin's message, moved), in which case it is
+        proven like a message without a twin (and so posted as new if it is new). Messages
         whose keep_days passed are proven for DELE (within the session's budget)."""
         now = self.p.clock.time()
         prove: list[tuple[Message, Acknowledged | None]] = []
         for msg, ack in candidates:
             rows = known[msg.uid]
             if not same_listing(rows, msg.size):
-                twin = self._twin(msg, known, unsettled)
-                if twin is None:
+                twin = twins.get(msg.num)
+                if twin is None or orphans[msg.size]:
                     prove.append((msg, ack))
                     continue
                 renamed[msg.num] = twin
-                msg, rows = twin, known[twin.uid]
-                ack = acknowledged(rows)
+                rows = known[twin.uid]
+                if not all(r.done for r in rows.values()):
+                    continue  # not delivered yet: delivered (or parked) as it is
+                if self._holds(rows, now):
+                    self._kept.add(twin.uid)
+                else:
+                    # Past keep_days: proven against the twin's content before any DELE;
+                    # another content is renamed under the listed identity and posted.
+                    prove.append((msg, acknowledged(rows)))
+                continue
             if self._holds(rows, now):
                 self._kept.add(msg.uid)
             else:
                 prove.append((msg, ack))
         return prove
 
-    def _twin(
-        self, msg: Message, known: dict[str, dict[str, Row]], unsettled: Counter[int]
-    ) -> Message | None:
-        """The one delivered content identity ``<uid>~<hash>`` at ``msg``'s size, if any, and
-        only while ``msg`` is the one listed message of that size not accounted for."""
-        if unsettled[msg.size] > 1:
-            return None
+    def _twin(self, msg: Message, known: dict[str, dict[str, Row]]) -> Message | None:
+        """The one content identity ``<uid>~<hash>`` the ledger has at ``msg``'s size, if any."""
         base = key_base(msg.uid)
-        twins = [
+        found = [
             key
             for key, rows in known.items()
-            if key != msg.uid
-            and identity_base(key) == base
-            and all(r.done for r in rows.values())
-            and same_listing(rows, msg.size)
+            if key != msg.uid and identity_base(key) == base and same_listing(rows, msg.size)
         ]
-        if len(twins) != 1:
+        if len(found) != 1:
             return None
-        key = twins[0]
+        key = found[0]
         return Message(
             num=msg.num, uid=key, size=msg.size, webhook_id=webhook_id(self.policy.name, key)
         )
 
-    def _spare(self, listed: dict[str, int], known: dict[str, dict[str, Row]]) -> dict[str, _Spare]:
-        """Delivered messages no listed identity accounts for, by content hash: every done
-        identity not ``listed`` now at its size and never deleted by a committed session. A
-        message listed under a new identity with that content is the one delivered (a UIDL
-        that moved: positional UIDLs, a rebuilt UID list, a look-alike twin that left):
-        :meth:`_prove` adopts its delivery instead of posting it again."""
-        spare: dict[str, _Spare] = {}
+    def _spare(
+        self, listed: dict[str, int], known: dict[str, dict[str, Row]]
+    ) -> dict[str, list[_Spare]]:
+        """Delivered messages no listed identity accounts for, by content hash (byte-identical
+        copies each have an entry): every done identity not ``listed`` now at its size and
+        never deleted by a committed session. A message listed under a new identity with that
+        content is the one delivered (a UIDL that moved: positional UIDLs, a rebuilt UID list,
+        a look-alike twin that left): :meth:`_prove` adopts its delivery instead of posting it
+        again (to the targets it was delivered to; a target added since gets it)."""
+        spare: dict[str, list[_Spare]] = {}
         for uid, rows in known.items():
             if uid in listed and same_listing(rows, listed[uid]):
                 continue
@@ -100,9 +105,7 @@ class _Prove(_Fetch):
             ack = acknowledged(rows)
             if ack is None or ack.sha256 is None or ack.listed_size is None:
                 continue
-            if not all(t in rows for t in self.policy.targets):
-                continue
-            spare.setdefault(ack.sha256, _Spare(uid, ack.listed_size, ack))
+            spare.setdefault(ack.sha256, []).append(_Spare(uid, ack.listed_size, ack))
         return spare
 
     def _over_budget(
@@ -156,25 +159,35 @@ class _Prove(_Fetch):
             and m.num not in self._deferred
             and all(t in known[m.uid] and known[m.uid][t].done for t in targets)
         ]
-        unsettled = Counter(
-            m.size
+        unsettled = [
+            m
             for m in inventory
-            if m.uid not in known or not same_listing(known[m.uid], m.size)
-        )
+            if m.num not in self._deferred
+            and (m.uid not in known or not same_listing(known[m.uid], m.size))
+        ]
+        twins = {
+            m.num: twin
+            for m in unsettled
+            if m.uid in known and (twin := self._twin(m, known)) is not None
+        }
+        orphans = Counter(m.size for m in unsettled if m.num not in twins)
         replaced: dict[int, Message] = {}
         if self.policy.keep:
-            candidates = self._keep_apart(candidates, known, replaced, unsettled)
+            candidates = self._keep_apart(candidates, known, replaced, twins, orphans)
         listed = {replaced.get(m.num, m).uid: m.size for m in inventory}
         spare = self._spare(listed, known)
         lookalikes: list[tuple[Message, Acknowledged | None]] = []
         for m in inventory:
             if m.uid in known or m.num in self._deferred:
                 continue
-            same = [s.ack for s in spare.values() if s.size == m.size]
+            same = [s.ack for group in spare.values() for s in group if s.size == m.size]
             if same:  # a whole acknowledgement is proven whole (bridge.reconcile.proof_by_head)
                 lookalikes.append((m, next((a for a in same if not a.head_only), same[0])))
         looks = {m.num for m, _ in lookalikes}
-        checks, waiting = self._over_budget(candidates + lookalikes)
+        # Messages with a twin of their own come last: the budget goes first to those that
+        # cannot be settled otherwise, so no message waits behind the same ones every session.
+        ordered = sorted(candidates + lookalikes, key=lambda c: c[0].num in twins)
+        checks, waiting = self._over_budget(ordered)
         for msg in waiting:
             rows = known.get(msg.uid)
             if self.policy.keep and rows is not None and same_listing(rows, msg.size):
@@ -182,7 +195,7 @@ class _Prove(_Fetch):
             else:
                 self._defer(msg)
         if self._deferred:
-            self._retain.update(s.uid for s in spare.values())
+            self._retain.update(s.uid for group in spare.values() for s in group)
         if not checks:
             return [replaced.get(m.num, m) for m in inventory]
         verdict = await verify(
@@ -205,17 +218,18 @@ class _Prove(_Fetch):
             raise failure
         proven = {m.num for m in verdict.proven}
         for msg in verdict.proven:
-            if msg.num not in looks:
-                spare.pop(verdict.digests[msg.num], None)  # accounted for by its own identity
+            if msg.num not in looks:  # accounted for by its own identity
+                group = spare.get(verdict.digests[msg.num], [])
+                group[:] = [s for s in group if s.uid != msg.uid]
         checked = [(m, m) for m in verdict.proven if m.num in looks] + verdict.renamed
         for old, new in checked:
-            digest = verdict.digests[old.num]
-            moved = spare.get(digest)
+            group = spare.get(verdict.digests[old.num], [])
+            moved = next((s for s in group if s.size == old.size), None)
             if new.uid in known and old.num not in looks:
                 replaced[old.num] = new  # the identity this content was given before
                 continue
-            if moved is not None and moved.size == old.size:
-                del spare[digest]
+            if moved is not None:
+                group.remove(moved)
                 replaced[old.num] = self._adopt(old if old.num in looks else new, moved.uid)
                 continue
             if old.num in looks or old.num in proven:
@@ -232,7 +246,7 @@ class _Prove(_Fetch):
             )
         for msg, error in verdict.unreadable:
             self._defer(msg)
-            self._retain.update(s.uid for s in spare.values())
+            self._retain.update(s.uid for group in spare.values() for s in group)
             self.log.warning("reconcile_unreadable", uidl=msg.uid, error=str(error))
         return [replaced.get(m.num, m) for m in inventory]
 

@@ -169,9 +169,13 @@ class _Session(_Prove):
         for msg in inventory:
             if msg.num in self._deferred:
                 # Its proof is still to come: neither posted nor deleted (nor recorded as
-                # seen, which would make a moved message look new next time).
+                # seen, which would make a moved message look new next time). One every
+                # target acknowledged is delivered already: strict_order holds nothing for it.
                 self.result.skipped += 1
-                held_back = held_back or self.policy.strict_order
+                delivered = bool(known.get(msg.uid)) and all(
+                    t in known[msg.uid] and known[msg.uid][t].done for t in self.policy.targets
+                )
+                held_back = held_back or (self.policy.strict_order and not delivered)
                 continue
             targets = rows.get(msg.uid, {})
             if any(t not in targets for t in self.policy.targets):
