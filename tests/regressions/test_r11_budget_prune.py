@@ -15,26 +15,13 @@ from pathlib import Path
 import pytest
 
 from bridge.app import App
-from bridge.config import Config
-from bridge.poller import SessionResult
 from tests.dovecot import Dovecot
 from tests.fakes.pop3server import FakePop3Server
 from tests.integration.kit import make_message
 from tests.integration.test_keep import _remove_and_rebuild
 from tests.integration.test_keep import _session as _dovecot_session
 from tests.receiver import WebhookReceiver
-from tests.unit.test_keep import _config
-
-
-async def _session(config: Config) -> SessionResult:
-    app = App(config)
-    try:
-        result = await app.session(app.mailboxes["fake"], asyncio.Event())
-    finally:
-        await app.close()
-    assert result is not None
-    assert result.committed
-    return result
+from tests.unit.test_keep import _config, _session
 
 
 async def test_moved_kept_mail_left_over_budget_is_not_posted_again(

@@ -10,30 +10,15 @@ a slot of the proof budget each time.
 
 from __future__ import annotations
 
-import asyncio
 import sqlite3
 from pathlib import Path
 
-from bridge.app import App
-from bridge.config import Config
 from bridge.keep import DAY
 from bridge.ledger import DEFAULT_FILENAME
-from bridge.poller import SessionResult
 from tests.fakes.pop3server import FakePop3Server
 from tests.integration.kit import make_message
 from tests.receiver import WebhookReceiver
-from tests.unit.test_keep import _config
-
-
-async def _session(config: Config) -> SessionResult:
-    app = App(config)
-    try:
-        result = await app.session(app.mailboxes["fake"], asyncio.Event())
-    finally:
-        await app.close()
-    assert result is not None
-    assert result.committed
-    return result
+from tests.unit.test_keep import _config, _session
 
 
 async def test_a_reused_uidl_is_not_retrieved_at_every_poll_after_keep_days(

@@ -9,27 +9,12 @@ was lowered. The moved message is then posted again (headers only).
 
 from __future__ import annotations
 
-import asyncio
 from pathlib import Path
 
-from bridge.app import App
-from bridge.config import Config
-from bridge.poller import SessionResult
 from tests.fakes.pop3server import FakePop3Server
 from tests.integration.kit import make_message
 from tests.receiver import WebhookReceiver
-from tests.unit.test_keep import _config
-
-
-async def _session(config: Config) -> SessionResult:
-    app = App(config)
-    try:
-        result = await app.session(app.mailboxes["fake"], asyncio.Event())
-    finally:
-        await app.close()
-    assert result is not None
-    assert result.committed
-    return result
+from tests.unit.test_keep import _config, _session
 
 
 async def test_a_moved_message_acked_whole_is_not_reposted_after_the_limit_was_lowered(

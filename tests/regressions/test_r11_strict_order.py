@@ -6,21 +6,11 @@ from __future__ import annotations
 import asyncio
 from pathlib import Path
 
-from bridge.app import App
-from bridge.config import Config
-from bridge.poller import SessionResult
 from tests.fakes.pop3server import FakePop3Server
 from tests.integration.kit import make_message
 from tests.receiver import WebhookReceiver
 from tests.unit.test_keep import _config
-
-
-async def _session(config: Config) -> SessionResult | None:
-    app = App(config)
-    try:
-        return await app.session(app.mailboxes["fake"], asyncio.Event())
-    finally:
-        await app.close()
+from tests.unit.test_keep import _session_result as _session
 
 
 async def test_strict_order_holds_when_the_proof_budget_leaves_a_look_alike_out(

@@ -10,32 +10,17 @@ budget every session; what comes after them is deferred for ever.
 
 from __future__ import annotations
 
-import asyncio
 from pathlib import Path
 
 import pytest
 
-from bridge.app import App
-from bridge.config import Config
-from bridge.poller import SessionResult
 from tests.dovecot import Dovecot
 from tests.fakes.pop3server import FakePop3Server
 from tests.integration.kit import make_message
 from tests.integration.test_keep import _remove_and_rebuild
 from tests.integration.test_keep import _session as _dovecot_session
 from tests.receiver import WebhookReceiver
-from tests.unit.test_keep import _config
-
-
-async def _session(config: Config) -> SessionResult:
-    app = App(config)
-    try:
-        result = await app.session(app.mailboxes["fake"], asyncio.Event())
-    finally:
-        await app.close()
-    assert result is not None
-    assert result.committed
-    return result
+from tests.unit.test_keep import _config, _session
 
 
 def _subjects(receiver: WebhookReceiver) -> list[str]:

@@ -9,14 +9,10 @@ second finds nothing left to adopt and is posted again, under a new webhook-id.
 
 from __future__ import annotations
 
-import asyncio
 from pathlib import Path
 
 import pytest
 
-from bridge.app import App
-from bridge.config import Config
-from bridge.poller import SessionResult
 from tests.dovecot import Dovecot
 from tests.fakes.pop3server import FakePop3Server
 from tests.integration.kit import make_message
@@ -24,14 +20,7 @@ from tests.integration.test_keep import _remove_and_rebuild
 from tests.integration.test_keep import _session as _dovecot_session
 from tests.receiver import WebhookReceiver
 from tests.unit.test_keep import _config
-
-
-async def _session(config: Config) -> SessionResult | None:
-    app = App(config)
-    try:
-        return await app.session(app.mailboxes["fake"], asyncio.Event())
-    finally:
-        await app.close()
+from tests.unit.test_keep import _session_result as _session
 
 
 async def test_moved_identical_copies_are_not_posted_again_with_keep(

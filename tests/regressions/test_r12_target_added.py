@@ -9,16 +9,14 @@ old target included (a second time, under a new webhook-id), instead of only to 
 
 from __future__ import annotations
 
-import asyncio
 from pathlib import Path
 from typing import Any
 
-from bridge.app import App
 from bridge.config import Config
-from bridge.poller import SessionResult
 from tests.fakes.pop3server import FakePop3Server
 from tests.integration.kit import SECRET, make_message
 from tests.receiver import WebhookReceiver
+from tests.unit.test_keep import _session_result as _session
 
 
 def _config(server: FakePop3Server, urls: dict[str, str], data_dir: Path, **box: Any) -> Config:
@@ -30,14 +28,6 @@ def _config(server: FakePop3Server, urls: dict[str, str], data_dir: Path, **box:
     return Config.from_dict(
         {"data_dir": str(data_dir), "webhooks": hooks, "mailboxes": [mailbox]}, env={}
     )
-
-
-async def _session(config: Config) -> SessionResult | None:
-    app = App(config)
-    try:
-        return await app.session(app.mailboxes["fake"], asyncio.Event())
-    finally:
-        await app.close()
 
 
 async def test_a_moved_kept_message_is_not_posted_again_to_the_old_target(

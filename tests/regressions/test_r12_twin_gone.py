@@ -9,30 +9,15 @@ gone, a new message that gets the UIDL at that size is taken for it and never po
 
 from __future__ import annotations
 
-import asyncio
 import sqlite3
 from pathlib import Path
 
-from bridge.app import App
-from bridge.config import Config
 from bridge.keep import DAY
 from bridge.ledger import DEFAULT_FILENAME
-from bridge.poller import SessionResult
 from tests.fakes.pop3server import FakePop3Server
 from tests.integration.kit import make_message
 from tests.receiver import WebhookReceiver
-from tests.unit.test_keep import _config
-
-
-async def _session(config: Config) -> SessionResult:
-    app = App(config)
-    try:
-        result = await app.session(app.mailboxes["fake"], asyncio.Event())
-    finally:
-        await app.close()
-    assert result is not None
-    assert result.committed
-    return result
+from tests.unit.test_keep import _config, _session
 
 
 async def test_a_new_message_taken_for_a_gone_kept_twin_is_posted_when_keep_days_pass(

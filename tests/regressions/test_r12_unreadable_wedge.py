@@ -9,17 +9,14 @@ Before d41fd5e the unreadable candidate was left alone and the later mail went o
 
 from __future__ import annotations
 
-import asyncio
 from pathlib import Path
 
-from bridge.app import App
-from bridge.config import Config
 from bridge.devserver.messages import _Session
-from bridge.poller import SessionResult
 from tests.fakes.pop3server import FakePop3Server
 from tests.integration.kit import make_message
 from tests.receiver import WebhookReceiver
 from tests.unit.test_keep import _config
+from tests.unit.test_keep import _session_result as _session
 
 
 class _Damaged(FakePop3Server):
@@ -35,14 +32,6 @@ class _Damaged(FakePop3Server):
             if found is not None and found[1].uid in self.damaged:
                 return b"-ERR [SYS/TEMP] cannot read the message\r\n"
         return await super()._handle(session, verb, args)
-
-
-async def _session(config: Config) -> SessionResult | None:
-    app = App(config)
-    try:
-        return await app.session(app.mailboxes["fake"], asyncio.Event())
-    finally:
-        await app.close()
 
 
 async def test_an_unreadable_delivered_message_does_not_hold_new_mail_for_ever(

@@ -79,12 +79,18 @@ def _config(server: FakePop3Server, url: str, data_dir: Path, **mailbox: Any) ->
     )
 
 
-async def _session(config: Config) -> SessionResult:
+async def _session_result(config: Config) -> SessionResult | None:
+    """One session of the fake server's mailbox ``fake`` (None: it failed before a result)."""
     app = App(config)
     try:
-        result = await app.session(app.mailboxes["fake"], asyncio.Event())
+        return await app.session(app.mailboxes["fake"], asyncio.Event())
     finally:
         await app.close()
+
+
+async def _session(config: Config) -> SessionResult:
+    """One session that must have committed."""
+    result = await _session_result(config)
     assert result is not None
     assert result.committed
     return result
