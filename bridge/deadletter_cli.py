@@ -31,7 +31,10 @@ EXIT_USAGE = 2
 
 def add_parser(sub: Any) -> None:
     """Add the ``dead-letters`` command and its actions to ``sub`` (argparse subparsers)."""
-    config_help = "YAML config file (the dead letters live under its data_dir)"
+    config_help = (
+        "YAML config file, required (before or after the action; the dead letters live "
+        "under its data_dir)"
+    )
     dl = sub.add_parser(
         "dead-letters",
         help="list, show or replay the messages spooled to the dead-letter folder",
