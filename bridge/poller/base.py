@@ -53,6 +53,7 @@ class _State:
         self._kept: set[str] = set()  # delivered messages keep leaves alone (not proven now)
         self._deferred: set[int] = set()  # message numbers whose proof is still to come
         self._retain: set[str] = set()  # rows a deferred moved message could adopt
+        self._listed: dict[int, str] = {}  # message number -> the identity LIST/UIDL gave it
         self._timed_out: Message | None = None  # the message whose RETR timed out
         self._deadline = float("inf")  # monotonic end of the session's time budget
         self._posting = 0  # deliveries whose POSTs are under way

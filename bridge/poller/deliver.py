@@ -167,7 +167,10 @@ class _Deliver(_Commit):
         every target already acknowledged this very content (it is then deleted)."""
         mailbox, targets = self.policy.name, self.policy.targets
         short = digest.removeprefix(HEAD_PREFIX)
-        key = content_key(msg.uid, ("t" if short != digest else "") + short, {})
+        # Named after the listed identity: a message renamed to a content key that proves to
+        # be other content is that identity's next content (no nested ``<uid>~<a>~<b>``).
+        listed = self._listed.get(msg.num, msg.uid)
+        key = content_key(listed, ("t" if short != digest else "") + short, {})
         new = Message(num=msg.num, uid=key, size=msg.size, webhook_id=webhook_id(mailbox, key))
         self.p.ledger.mark_seen(mailbox, [(key, new.webhook_id, msg.size)], targets)
         rows = self.p.ledger.rows_for(mailbox, key)

@@ -73,16 +73,21 @@ class _Prove(_Fetch):
         return prove
 
     def _twin(self, msg: Message, known: dict[str, dict[str, Row]]) -> Message | None:
-        """The one content identity ``<uid>~<hash>`` the ledger has at ``msg``'s size, if any."""
+        """The content identity ``<uid>~<hash>`` the ledger has at ``msg``'s size, if any.
+
+        With several (the identity held other content of that size before: a UID list
+        rebuilt twice), the one written last: the content last proven under this identity,
+        which it still holds unless it changed at the same size (keep's limit, as with one).
+        Naming none would make this identity be retrieved at every poll, for ever."""
         base = key_base(msg.uid)
         found = [
             key
             for key, rows in known.items()
             if key != msg.uid and identity_base(key) == base and same_listing(rows, msg.size)
         ]
-        if len(found) != 1:
+        if not found:
             return None
-        key = found[0]
+        key = max(found, key=lambda k: (max(r.updated_at for r in known[k].values()), k))
         return Message(
             num=msg.num, uid=key, size=msg.size, webhook_id=webhook_id(self.policy.name, key)
         )
@@ -147,6 +152,7 @@ class _Prove(_Fetch):
         ``strict_order`` nothing after them goes first), and while any is, the rows a moved
         message could adopt are not pruned (:attr:`_retain`)."""
         targets = self.policy.targets
+        self._listed = {m.num: m.uid for m in inventory}
         mono = self.p.clock.monotonic()
         later = {uid for uid, until in self.p.unverifiable.items() if until > mono}
         for msg in inventory:

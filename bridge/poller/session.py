@@ -11,6 +11,7 @@ from bridge.clock import Clock, SystemClock
 from bridge.deadletter import DeadLetterStore
 from bridge.errors import Pop3InUseError, Pop3ResponseError, Pop3TimeoutError
 from bridge.identity import Message, take_inventory
+from bridge.keep import same_listing
 from bridge.ledger import Ledger, Row, RowState, identity_base
 from bridge.poller.model import (
     MAX_RECONNECTS,
@@ -172,8 +173,9 @@ class _Session(_Prove):
                 # seen, which would make a moved message look new next time). One every
                 # target acknowledged is delivered already: strict_order holds nothing for it.
                 self.result.skipped += 1
-                delivered = bool(known.get(msg.uid)) and all(
-                    t in known[msg.uid] and known[msg.uid][t].done for t in self.policy.targets
+                was = known.get(msg.uid, {})
+                delivered = same_listing(was, msg.size) and all(
+                    t in was and was[t].done for t in self.policy.targets
                 )
                 held_back = held_back or (self.policy.strict_order and not delivered)
                 continue
