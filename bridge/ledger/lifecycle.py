@@ -83,6 +83,23 @@ class Lifecycle(Reads):
         params = (uidl, webhook_id, size, stamp, mailbox, source)
         self._run("adopt", lambda c: c.execute(sql, params), durable=True)
 
+    def mark_proven(self, mailbox: str, uidl: str, now: float | None = None) -> None:
+        """Record that the message listed now was proven (by its content) to be ``uidl``'s.
+
+        Sets ``updated_at``: of an identity's content keys at one size, the one proven last
+        is taken for the message listed under it (:meth:`~bridge.poller.proof._Prove._twin`).
+        A hint, not a delivery fact: committed without an fsync."""
+        stamp = self._now(now)
+        self._run(
+            "mark_proven",
+            lambda c: c.execute(
+                "UPDATE deliveries SET updated_at = ? WHERE mailbox = ? AND uidl = ?",
+                (stamp, mailbox, uidl),
+            ),
+            durable=True,
+            sync=False,
+        )
+
     def mark_dele_sent(
         self,
         mailbox: str,

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import re
 import time
 from collections.abc import Sequence
 from datetime import UTC, datetime
@@ -22,8 +23,10 @@ from bridge.poller.model import (
     _Batch,
     _Fetched,
 )
-from bridge.reconcile import HEAD_PREFIX, content_digest
+from bridge.reconcile import HEAD_PREFIX, Acknowledged, content_digest
 from bridge.webhook import DeliveryKind, DeliveryOutcome, ReferenceBody, webhook_id
+
+_COPY = re.compile(r"#\d+\Z")  # the number of a byte-identical copy (identity.content_key)
 
 
 class _Deliver(_Commit):
@@ -82,8 +85,7 @@ class _Deliver(_Commit):
             else:
                 proof = (data.head or b"") + b"size:%d" % msg.size
                 digest = content_digest(proof, head_only=True)
-            same_size = ack is not None and ack.listed_size in (None, msg.size)
-            if ack is None or not same_size or ack.sha256 != digest:
+            if not self._is_content(msg, ack, digest):
                 renamed = self._reidentify(msg, digest)
                 if renamed is None:
                     return
@@ -161,18 +163,32 @@ class _Deliver(_Commit):
             duration=round(time.monotonic() - began, 4),
         )
 
+    def _content_key(self, msg: Message, digest: str) -> str:
+        """The identity of ``msg``'s content (``digest``) under the identity it is listed with.
+
+        Named after the listed identity: a message renamed to a content key that proves to be
+        other content is that identity's next content (no nested ``<uid>~<a>~<b>``)."""
+        short = digest.removeprefix(HEAD_PREFIX)
+        prefix = "t" if short != digest else ""
+        return content_key(self._listed.get(msg.num, msg.uid), prefix + short, {})
+
+    def _is_content(self, msg: Message, ack: Acknowledged | None, digest: str) -> bool:
+        """True when ``msg`` is the message its identity stands for: the content some target
+        acknowledged under it or, where none did, the content its content key names."""
+        if ack is not None:
+            return ack.listed_size in (None, msg.size) and ack.sha256 == digest
+        listed = self._listed.get(msg.num, msg.uid)
+        return msg.uid != listed and self._content_key(msg, digest) == _COPY.sub("", msg.uid)
+
     def _reidentify(self, msg: Message, digest: str) -> tuple[Message, tuple[str, ...]] | None:
         """A target acknowledged other content under this identity: the message is new, and
         gets an identity of its content. Returns it with the targets still due, or None when
         every target already acknowledged this very content (it is then deleted)."""
         mailbox, targets = self.policy.name, self.policy.targets
-        short = digest.removeprefix(HEAD_PREFIX)
-        # Named after the listed identity: a message renamed to a content key that proves to
-        # be other content is that identity's next content (no nested ``<uid>~<a>~<b>``).
-        listed = self._listed.get(msg.num, msg.uid)
-        key = content_key(listed, ("t" if short != digest else "") + short, {})
+        key = self._content_key(msg, digest)
         new = Message(num=msg.num, uid=key, size=msg.size, webhook_id=webhook_id(mailbox, key))
         self.p.ledger.mark_seen(mailbox, [(key, new.webhook_id, msg.size)], targets)
+        self.p.ledger.mark_proven(mailbox, key, self.p.clock.time())  # a key known before too
         rows = self.p.ledger.rows_for(mailbox, key)
         waiting = tuple(t for t in targets if not rows[t].done)
         self.result.reused_identities += 1

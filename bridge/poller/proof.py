@@ -41,10 +41,11 @@ class _Prove(_Fetch):
         A kept message listed at its first size is left alone (no RETR at every poll). One
         listed with another size names another message now. If an earlier session told it
         apart by content under this identity at this size (its ``twins`` entry), it is that
-        one (``renamed``: kept or, past keep_days, proven under that identity; a twin not
-        yet delivered goes on as it is) unless another listed message of that size has no
-        such twin (``orphans``: it could be the twin's message, moved), in which case it is
-        proven like a message without a twin (and so posted as new if it is new). Messages
+        one (``renamed``: kept or, past keep_days, proven under that identity; a twin some
+        target still waits for is delivered to it after a check of the content) unless
+        another listed message of that size has no such twin (``orphans``: it could be the
+        twin's message, moved), in which case it is proven like a message without a twin
+        (and so posted as new if it is new). Messages
         whose keep_days passed are proven for DELE (within the session's budget)."""
         now = self.p.clock.time()
         prove: list[tuple[Message, Acknowledged | None]] = []
@@ -58,7 +59,7 @@ class _Prove(_Fetch):
                 renamed[msg.num] = twin
                 rows = known[twin.uid]
                 if not all(r.done for r in rows.values()):
-                    continue  # not delivered yet: delivered (or parked) as it is
+                    continue  # a target still due gets it, once its content is checked
                 if self._holds(rows, now):
                     self._kept.add(twin.uid)
                 else:
@@ -72,18 +73,25 @@ class _Prove(_Fetch):
                 prove.append((msg, ack))
         return prove
 
-    def _twin(self, msg: Message, known: dict[str, dict[str, Row]]) -> Message | None:
-        """The content identity ``<uid>~<hash>`` the ledger has at ``msg``'s size, if any.
+    def _twin(
+        self, msg: Message, known: dict[str, dict[str, Row]], listed: set[str]
+    ) -> Message | None:
+        """The content identity ``<uid>~<hash>`` taken for ``msg`` without a download, if any.
 
-        With several (the identity held other content of that size before: a UID list
-        rebuilt twice), the one written last: the content last proven under this identity,
-        which it still holds unless it changed at the same size (keep's limit, as with one).
-        Naming none would make this identity be retrieved at every poll, for ever."""
+        One that an earlier session told apart by content under this identity, recorded at
+        ``msg``'s size, and not the identity of another message listed now (a delivery still
+        due under it checks the content first: :attr:`_expected`). With several, the one
+        proven last (:meth:`Ledger.mark_proven`): the identity holds it unless it changed at
+        the same size (keep's limit, as with one).
+        """
         base = key_base(msg.uid)
         found = [
             key
             for key, rows in known.items()
-            if key != msg.uid and identity_base(key) == base and same_listing(rows, msg.size)
+            if key != msg.uid
+            and key not in listed
+            and identity_base(key) == base
+            and same_listing(rows, msg.size)
         ]
         if not found:
             return None
@@ -91,6 +99,36 @@ class _Prove(_Fetch):
         return Message(
             num=msg.num, uid=key, size=msg.size, webhook_id=webhook_id(self.policy.name, key)
         )
+
+    def _trusted(
+        self,
+        inventory: list[Message],
+        known: dict[str, dict[str, Row]],
+        twins: dict[int, Message],
+    ) -> dict[int, Message]:
+        """The ``twins`` that may be taken without a download: those of a size at which no
+        delivered message is unaccounted for. One that no listed identity (nor twin) accounts
+        for, by place or by content, could be any listed message of its size now (moved
+        under it): then those are retrieved and compared. An earlier content of the same
+        identity does not count (it is one of its twins, the one proven last is taken)."""
+        sizes = {m.uid: m.size for m in inventory} | {t.uid: t.size for t in twins.values()}
+        shas = set()
+        for uid, size in sizes.items():
+            rows = known.get(uid)
+            if rows is not None and same_listing(rows, size):
+                ack = acknowledged(rows)
+                shas.add(ack.sha256 if ack is not None else None)
+        loose = [
+            s for sha, group in self._spare(sizes, known).items() if sha not in shas for s in group
+        ]
+        return {
+            num: twin
+            for num, twin in twins.items()
+            if not any(
+                s.size == twin.size and identity_base(s.uid) != identity_base(twin.uid)
+                for s in loose
+            )
+        }
 
     def _spare(
         self, listed: dict[str, int], known: dict[str, dict[str, Row]]
@@ -171,11 +209,13 @@ class _Prove(_Fetch):
             if m.num not in self._deferred
             and (m.uid not in known or not same_listing(known[m.uid], m.size))
         ]
+        uids = {m.uid for m in inventory}
         twins = {
             m.num: twin
             for m in unsettled
-            if m.uid in known and (twin := self._twin(m, known)) is not None
+            if m.uid in known and (twin := self._twin(m, known, uids)) is not None
         }
+        twins = self._trusted(inventory, known, twins)
         orphans = Counter(m.size for m in unsettled if m.num not in twins)
         replaced: dict[int, Message] = {}
         if self.policy.keep:
@@ -233,6 +273,7 @@ class _Prove(_Fetch):
             moved = next((s for s in group if s.size == old.size), None)
             if new.uid in known and old.num not in looks:
                 replaced[old.num] = new  # the identity this content was given before
+                self.p.ledger.mark_proven(self.policy.name, new.uid, self.p.clock.time())
                 continue
             if moved is not None:
                 group.remove(moved)
