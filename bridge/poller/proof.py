@@ -108,9 +108,9 @@ class _Prove(_Fetch):
     ) -> dict[int, Message]:
         """The ``twins`` that may be taken without a download: those of a size at which no
         delivered message is unaccounted for. One that no listed identity (nor twin) accounts
-        for, by place or by content, could be any listed message of its size now (moved
-        under it): then those are retrieved and compared. An earlier content of the same
-        identity does not count (it is one of its twins, the one proven last is taken)."""
+        for, by place or by content, and that left the listing (its identity is not listed
+        now), could be any listed message of its size now (moved under it): then those are
+        retrieved and compared."""
         sizes = {m.uid: m.size for m in inventory} | {t.uid: t.size for t in twins.values()}
         shas = set()
         for uid, size in sizes.items():
@@ -118,17 +118,18 @@ class _Prove(_Fetch):
             if rows is not None and same_listing(rows, size):
                 ack = acknowledged(rows)
                 shas.add(ack.sha256 if ack is not None else None)
-        loose = [
-            s for sha, group in self._spare(sizes, known).items() if sha not in shas for s in group
-        ]
-        return {
-            num: twin
-            for num, twin in twins.items()
-            if not any(
-                s.size == twin.size and identity_base(s.uid) != identity_base(twin.uid)
-                for s in loose
-            )
+        # Only a message that left the listing now can have moved (its rows go at the end of
+        # the session); the earlier contents of a listed identity stay while it is listed,
+        # gone or not, and must not keep every twin of their size from being taken for ever.
+        listed = {m.uid for m in inventory} | {identity_base(m.uid) for m in inventory}
+        loose = {
+            s.size
+            for sha, group in self._spare(sizes, known).items()
+            if sha not in shas
+            for s in group
+            if identity_base(s.uid) not in listed
         }
+        return {num: twin for num, twin in twins.items() if twin.size not in loose}
 
     def _spare(
         self, listed: dict[str, int], known: dict[str, dict[str, Row]]
