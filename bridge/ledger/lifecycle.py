@@ -83,6 +83,20 @@ class Lifecycle(Reads):
         params = (uidl, webhook_id, size, stamp, mailbox, source)
         self._run("adopt", lambda c: c.execute(sql, params), durable=True)
 
+    def mark_resized(self, mailbox: str, uidl: str, size: int) -> None:
+        """Record the ``LIST`` size of a message none of whose targets acknowledged it yet
+        and whose identity is listed now with another size (a reused UIDL: the message
+        delivered under it is the one listed now, and keep knows it by this size)."""
+        self._run(
+            "mark_resized",
+            lambda c: c.execute(
+                "UPDATE deliveries SET size = ? WHERE mailbox = ? AND uidl = ? "
+                "AND state NOT IN ('acked', 'dead_lettered')",
+                (size, mailbox, uidl),
+            ),
+            durable=True,
+        )
+
     def mark_proven(self, mailbox: str, uidl: str, now: float | None = None) -> None:
         """Record that the message listed now was proven (by its content) to be ``uidl``'s.
 

@@ -180,6 +180,11 @@ class _Session(_Prove):
                 held_back = held_back or (self.policy.strict_order and not delivered)
                 continue
             targets = rows.get(msg.uid, {})
+            acked = any(r.done for r in targets.values())
+            if targets and not acked and not same_listing(targets, msg.size):
+                # Nothing acknowledged under it yet: it stands for the message listed now.
+                ledger.mark_resized(mailbox, msg.uid, msg.size)
+                targets = ledger.rows_for(mailbox, msg.uid)
             if any(t not in targets for t in self.policy.targets):
                 new.append(msg)  # never seen, or a target was added to the config since
             waiting = tuple(
