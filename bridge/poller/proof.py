@@ -108,9 +108,9 @@ class _Prove(_Fetch):
     ) -> dict[int, Message]:
         """The ``twins`` that may be taken without a download: those of a size at which no
         delivered message is unaccounted for. One that no listed identity (nor twin) accounts
-        for, by place or by content, and that left the listing (its identity is not listed
-        now), could be any listed message of its size now (moved under it): then those are
-        retrieved and compared."""
+        for, by place or by content, and that left its place now (not an earlier content of
+        a listed identity), could be any listed message of its size now (moved under it):
+        then those are retrieved and compared."""
         sizes = {m.uid: m.size for m in inventory} | {t.uid: t.size for t in twins.values()}
         shas = set()
         for uid, size in sizes.items():
@@ -118,16 +118,17 @@ class _Prove(_Fetch):
             if rows is not None and same_listing(rows, size):
                 ack = acknowledged(rows)
                 shas.add(ack.sha256 if ack is not None else None)
-        # Only a message that left the listing now can have moved (its rows go at the end of
-        # the session); the earlier contents of a listed identity stay while it is listed,
-        # gone or not, and must not keep every twin of their size from being taken for ever.
+        # An earlier content ``u~<hash>`` of a listed identity stays while ``u`` is listed,
+        # gone or not: it must not keep every twin of its size from being taken for ever.
+        # Any other (a key not listed now, or ``u`` itself listed at another size) is a
+        # message that left its place now and can have moved.
         listed = {m.uid for m in inventory} | {identity_base(m.uid) for m in inventory}
         loose = {
             s.size
             for sha, group in self._spare(sizes, known).items()
             if sha not in shas
             for s in group
-            if identity_base(s.uid) not in listed
+            if identity_base(s.uid) == s.uid or identity_base(s.uid) not in listed
         }
         return {num: twin for num, twin in twins.items() if twin.size not in loose}
 
