@@ -60,7 +60,9 @@ class Lifecycle(Reads):
         The rows of ``source`` are copied to ``uidl`` (its states, acknowledgement times and
         content proof; this ``webhook_id`` and ``size``), so the message is not posted again.
         Only for a message whose content was proven to be the one acknowledged under
-        ``source`` (a UIDL that moved): :mod:`bridge.reconcile`. Existing rows are left alone.
+        ``source`` (a UIDL that moved): :mod:`bridge.reconcile`. Existing rows of ``uidl`` that
+        no target acknowledged are replaced (they stood for a message that is gone); the
+        others are left alone.
         """
         stamp = self._now(now)
         columns = COLUMNS.split(", ")
@@ -81,7 +83,17 @@ class Lifecycle(Reads):
             "FROM deliveries WHERE mailbox = ? AND uidl = ?"
         )
         params = (uidl, webhook_id, size, stamp, mailbox, source)
-        self._run("adopt", lambda c: c.execute(sql, params), durable=True)
+
+        def work(conn: sqlite3.Connection) -> None:
+            # Rows of ``uidl`` no target acknowledged stood for a message that is gone.
+            conn.execute(
+                "DELETE FROM deliveries WHERE mailbox = ? AND uidl = ? "
+                "AND state NOT IN ('acked', 'dead_lettered')",
+                (mailbox, uidl),
+            )
+            conn.execute(sql, params)
+
+        self._run("adopt", work, durable=True)
 
     def mark_resized(self, mailbox: str, uidl: str, size: int) -> None:
         """Record the ``LIST`` size of a message none of whose targets acknowledged it yet

@@ -226,8 +226,11 @@ class _Prove(_Fetch):
         spare = self._spare(listed, known)
         lookalikes: list[tuple[Message, Acknowledged | None]] = []
         for m in inventory:
-            if m.uid in known or m.num in self._deferred:
+            if m.num in self._deferred:
                 continue
+            was = known.get(m.uid)
+            if was is not None and (same_listing(was, m.size) or any(r.done for r in was.values())):
+                continue  # known: only unacknowledged rows at another size may be its place
             same = [s.ack for group in spare.values() for s in group if s.size == m.size]
             if same:  # a whole acknowledgement is proven whole (bridge.reconcile.proof_by_head)
                 lookalikes.append((m, next((a for a in same if not a.head_only), same[0])))
