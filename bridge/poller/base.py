@@ -64,6 +64,11 @@ class _State:
         assert self.client is not None
         return self.client
 
+    def _renamed(self, msg: Message) -> bool:
+        """True when ``msg`` goes under another identity than the one LIST/UIDL gave it (a
+        content key taken for it, or given to it by its content)."""
+        return msg.uid != self._listed.get(msg.num, msg.uid)
+
     def _holds(self, rows: Mapping[str, Row], now: float) -> bool:
         """True while keep leaves this delivered message on the server."""
         return held(rows, now, keep=self.policy.keep, keep_days=self.policy.keep_days)

@@ -177,12 +177,12 @@ class _Deliver(_Commit):
         acknowledged under it or, where none did, the content its content key names."""
         if ack is not None:
             return ack.listed_size in (None, msg.size) and ack.sha256 == digest
-        listed = self._listed.get(msg.num, msg.uid)
-        return msg.uid != listed and self._content_key(msg, digest) == _COPY.sub("", msg.uid)
+        return self._renamed(msg) and self._content_key(msg, digest) == _COPY.sub("", msg.uid)
 
     def _reidentify(self, msg: Message, digest: str) -> tuple[Message, tuple[str, ...]] | None:
-        """A target acknowledged other content under this identity: the message is new, and
-        gets an identity of its content. Returns it with the targets still due, or None when
+        """``msg`` is not the content its identity stands for (what a target acknowledged
+        under it, or what its content key names): it is new, and gets an identity of its
+        content. Returns it with the targets still due, or None when
         every target already acknowledged this very content (it is then deleted)."""
         mailbox, targets = self.policy.name, self.policy.targets
         key = self._content_key(msg, digest)

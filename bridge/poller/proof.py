@@ -45,8 +45,8 @@ class _Prove(_Fetch):
         target still waits for is delivered to it after a check of the content) unless
         another listed message of that size has no such twin (``orphans``: it could be the
         twin's message, moved), in which case it is proven like a message without a twin
-        (and so posted as new if it is new). Messages
-        whose keep_days passed are proven for DELE (within the session's budget)."""
+        (and so posted as new if it is new). Messages whose keep_days passed are proven for
+        DELE (within the session's budget)."""
         now = self.p.clock.time()
         prove: list[tuple[Message, Acknowledged | None]] = []
         for msg, ack in candidates:
@@ -112,12 +112,13 @@ class _Prove(_Fetch):
         a listed identity), could be any listed message of its size now (moved under it):
         then those are retrieved and compared."""
         sizes = {m.uid: m.size for m in inventory} | {t.uid: t.size for t in twins.values()}
-        shas = set()
+        shas: set[str] = set()
         for uid, size in sizes.items():
             rows = known.get(uid)
             if rows is not None and same_listing(rows, size):
                 ack = acknowledged(rows)
-                shas.add(ack.sha256 if ack is not None else None)
+                if ack is not None and ack.sha256 is not None:
+                    shas.add(ack.sha256)
         # An earlier content ``u~<hash>`` of a listed identity stays while ``u`` is listed,
         # gone or not: it must not keep every twin of its size from being taken for ever.
         # Any other (a key not listed now, or ``u`` itself listed at another size) is a

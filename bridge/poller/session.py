@@ -214,7 +214,7 @@ class _Session(_Prove):
                 for t in waiting
                 if t in targets and targets[t].state == RowState.PARKED and targets[t].refused
             }
-            if len(waiting) < len(self.policy.targets) or msg.uid != self._listed.get(msg.num):
+            if len(waiting) < len(self.policy.targets) or self._renamed(msg):
                 # Some target acknowledged it before, or it was taken for a message told
                 # apart by content earlier without a download: check it is that message.
                 self._expected[msg.uid] = acknowledged(targets)
