@@ -22,12 +22,35 @@ from __future__ import annotations
 import sqlite3
 from pathlib import Path
 
+from bridge.config import Config
 from bridge.keep import DAY
 from bridge.ledger import DEFAULT_FILENAME
 from tests.fakes.pop3server import FakePop3Server
 from tests.integration.kit import make_message
 from tests.receiver import WebhookReceiver
 from tests.unit.test_keep import _config, _session
+
+X = make_message(1, body="x, the first kept message\n")
+A = make_message(2, body="a: your job 1 finished\n")
+B = make_message(3, body="b: your job 2 finished\n")
+assert len(A) == len(B) != len(X)
+
+
+async def _swap_twice(server: FakePop3Server, receiver: WebhookReceiver, config: Config) -> None:
+    """X (kept as 1) removed, A gets UIDL 1; then B gets 1 (its POST answered 500) and A 2;
+    then A gets 1 again and B 2 (the receiver answers again)."""
+    server.messages.clear()
+    server.add(A, uid="1")
+    await _session(config)
+    receiver.decide(lambda r: 500 if r.json()["subject"] == "message 3" else None)
+    server.messages.clear()
+    server.add(B, uid="1")
+    server.add(A, uid="2")
+    await _session(config)
+    server.messages.clear()
+    server.add(A, uid="1")
+    server.add(B, uid="2")
+    receiver.decide(None)
 
 
 async def test_a_retried_twin_does_not_claim_the_other_twins_message(
@@ -41,28 +64,13 @@ async def test_a_retried_twin_does_not_claim_the_other_twins_message(
     1~<B> is picked, and A's content is posted again under 1~<B>'s webhook-id. Expected: A
     posted once. (B, now under 2 whose adopted rows say A at this size, is not posted while
     kept: keep's documented limit, not checked here.)"""
-    x = make_message(1, body="x, the first kept message\n")
-    a = make_message(2, body="a: your job 1 finished\n")
-    b = make_message(3, body="b: your job 2 finished\n")
-    assert len(a) == len(b) != len(x)
     server = FakePop3Server()
-    server.add(x, uid="1")
+    server.add(X, uid="1")
     await server.start()
     try:
         config = _config(server, receiver.url, tmp_path, keep=True)
         await _session(config)
-        server.messages.clear()
-        server.add(a, uid="1")
-        await _session(config)
-        receiver.decide(lambda r: 500 if r.json()["subject"] == "message 3" else None)
-        server.messages.clear()
-        server.add(b, uid="1")
-        server.add(a, uid="2")
-        await _session(config)
-        server.messages.clear()
-        server.add(a, uid="1")
-        server.add(b, uid="2")
-        receiver.decide(None)
+        await _swap_twice(server, receiver, config)
         for _ in range(3):
             await _session(config)
         posted = [r.json()["text"] for r in receiver.requests if r.answered == 200]
@@ -79,31 +87,17 @@ async def test_a_twin_acknowledged_with_other_content_never_deletes_unposted_mai
     and keep_days pass. B under 1 is proven against its picked twin 1~<B> (A's hash): other
     content, renamed by that content to 1~<B>, which is known and done, so it is deleted.
     B was never posted: it is lost. Expected: B posted before any DELE of it."""
-    x = make_message(1, body="x, the first kept message\n")
-    a = make_message(2, body="a: your job 1 finished\n")
-    b = make_message(3, body="b: your job 2 finished\n")
     server = FakePop3Server()
-    server.add(x, uid="1")
+    server.add(X, uid="1")
     await server.start()
     try:
         config = _config(server, receiver.url, tmp_path, keep=True, keep_days=3)
         await _session(config)
-        server.messages.clear()
-        server.add(a, uid="1")
-        await _session(config)
-        receiver.decide(lambda r: 500 if r.json()["subject"] == "message 3" else None)
-        server.messages.clear()
-        server.add(b, uid="1")
-        server.add(a, uid="2")
+        await _swap_twice(server, receiver, config)
         await _session(config)
         server.messages.clear()
-        server.add(a, uid="1")
-        server.add(b, uid="2")
-        receiver.decide(None)
-        await _session(config)
-        server.messages.clear()
-        server.add(b, uid="1")
-        server.add(a, uid="2")
+        server.add(B, uid="1")
+        server.add(A, uid="2")
         with sqlite3.connect(tmp_path / DEFAULT_FILENAME) as conn:
             conn.execute("UPDATE deliveries SET acked_at = acked_at - ?", (4 * DAY,))
         await _session(config)
