@@ -17,6 +17,7 @@ from bridge.errors import (
 from bridge.identity import Message, can_top, retr_limit
 from bridge.poller.deliver import _Deliver
 from bridge.poller.model import LARGE_MESSAGE_BYTES, _Batch, _Fetched
+from bridge.reconcile import proof_by_head
 
 
 class _KeepAlive:
@@ -174,24 +175,42 @@ class _Fetch(_Deliver):
         read, the deliveries in flight must hold less than ``batch_max_bytes``, so a large
         message (or a server that understates sizes) is delivered before the next is read.
         """
-        client = self._client()
         limit = self.policy.max_message_bytes
         started = _Batch()
         regular: list[tuple[Message, tuple[str, ...]]] = []
+        whole: list[tuple[Message, tuple[str, ...], int]] = []
         for msg, due in batch:
-            if msg.size > limit:
+            ack = self._expected.get(msg.uid)
+            if proof_by_head(msg, ack, limit):
+                # Over the limit, or acknowledged headers-only by a target before (the limit
+                # was raised since): the others get what it got, one content per webhook-id.
                 await self._oversize(started, msg, due)  # in order, also in strict mode
                 if self.policy.strict_order:
                     await asyncio.gather(*started.tasks)
+            elif msg.size > limit and ack is not None:
+                # Acknowledged whole by a target before the limit was lowered: retrieved
+                # whole (up to the size acknowledged), alone, and delivered the same way.
+                whole.append((msg, due, retr_limit(max(limit, ack.raw_size or 0))))
             else:
                 regular.append((msg, due))
-        if not regular:
-            return started
-        by_num = {m.num: (m, d) for m, d in regular}
-        order = iter(regular)
         # LIST sizes can be a little off (line ends): allow some slack before calling a
         # message too large, and park it if RETR still passes the limit.
-        items = client.retr_each([m.num for m, _ in regular], max_bytes=retr_limit(limit))
+        passes = [(regular, retr_limit(limit))] + [([(m, d)], cap) for m, d, cap in whole]
+        for group, cap in passes:
+            if group and not await self._retr(started, group, cap):
+                break
+        return started
+
+    async def _retr(
+        self, started: _Batch, regular: Sequence[tuple[Message, tuple[str, ...]]], cap: int
+    ) -> bool:
+        """RETR ``regular`` (pipelined, each up to ``cap`` octets) and start their deliveries;
+        False when the session stopped early (budget, SIGTERM, strict order)."""
+        client = self._client()
+        by_num = {m.num: (m, d) for m, d in regular}
+        order = iter(regular)
+        go_on = True
+        items = client.retr_each([m.num for m, _ in regular], max_bytes=cap)
         try:
             async for num, item in items:
                 msg, due = by_num[num]
@@ -209,11 +228,13 @@ class _Fetch(_Deliver):
                     if started.tasks:
                         await started.tasks[-1]
                     if self._strict_blocked:
+                        go_on = False
                         break
                 if not self._budget_left() or self.stop.is_set():
                     # A hard deadline also inside a batch: nothing more is started; replies
                     # already on their way are read and dropped by the next command.
                     self.result.more_pending = True
+                    go_on = False
                     break
                 await self._room()
         except Pop3Error as exc:
@@ -234,7 +255,7 @@ class _Fetch(_Deliver):
         # Stopped early (budget, SIGTERM, strict order): the RETRs already sent are read and
         # dropped now, under the transfer bounds, not inside the next DELE's timeout.
         await client.discard_outstanding()
-        return started
+        return go_on
 
     async def _room(self) -> None:
         """Wait until the deliveries in flight hold less than ``batch_max_bytes``."""
@@ -299,11 +320,15 @@ class _Fetch(_Deliver):
     async def _oversize(self, batch: _Batch, msg: Message, due: tuple[str, ...]) -> None:
         limit = self.policy.max_message_bytes
         reason = f"message is {msg.size} bytes, over max_message_bytes={limit}"
-        if self.policy.oversize_policy == "park" or not can_top(self._client()):
+        over = msg.size > limit
+        if not over:  # another target acknowledged its headers when the limit was lower
+            reason = "delivered headers-only to another target before (over the limit then)"
+        if (over and self.policy.oversize_policy == "park") or not can_top(self._client()):
             self._park_oversize(msg, due, reason)  # headers_only needs TOP (never unlisted)
             return
-        self.result.oversize += 1
-        self.p.metrics.message_oversize(self.policy.name)
+        if over:
+            self.result.oversize += 1
+            self.p.metrics.message_oversize(self.policy.name)
         try:
             head = await self._client().top(msg.num, 0)
         except Pop3ResponseError as exc:
