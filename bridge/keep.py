@@ -12,7 +12,9 @@ evidence that it is still the message delivered. The same identity with another 
 another message (a reused UIDL): it is retrieved and checked like any reconcile candidate
 (:mod:`bridge.reconcile`) and, since its content differs, posted under an identity of its
 content. A reused identity with exactly the same size is not noticed while the message is
-kept; it is at the latest when ``keep_days`` passed, because no kept message is ever deleted
+kept (unless a delivered message of that size left the listing unexpectedly: then the kept
+ones of that size are compared once, :meth:`bridge.poller.proof._Prove._loose`); it is at the
+latest when ``keep_days`` passed, because no kept message is ever deleted
 without the full proof (``LIST`` size and SHA-256 of the acknowledged content).
 
 ``keep_days: N`` deletes a delivered message once ``N`` days have passed since its last

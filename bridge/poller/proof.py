@@ -35,8 +35,11 @@ class _Prove(_Fetch):
         renamed: dict[int, Message],
         twins: dict[int, Message],
         orphans: Counter[int],
+        loose: set[int],
+        waited: set[int],
     ) -> list[tuple[Message, Acknowledged | None]]:
-        """With keep: the candidates to prove now.
+        """With keep: the candidates to prove now (and the twins to take for the messages
+        in ``waited``: listed under an identity some target still waits for).
 
         A kept message listed at its first size is left alone (no RETR at every poll). One
         listed with another size names another message now. If an earlier session told it
@@ -46,7 +49,10 @@ class _Prove(_Fetch):
         another listed message of that size has no such twin (``orphans``: it could be the
         twin's message, moved), in which case it is proven like a message without a twin
         (and so posted as new if it is new). Messages whose keep_days passed are proven for
-        DELE (within the session's budget)."""
+        DELE (within the session's budget), and so are kept messages of a size at which a
+        delivered message left its place now (``loose``): one of them may be that message,
+        moved, and another message under its identity (positional UIDLs after a deletion in
+        a mail client), which keep would not notice at the same size."""
         now = self.p.clock.time()
         prove: list[tuple[Message, Acknowledged | None]] = []
         for msg, ack in candidates:
@@ -54,7 +60,8 @@ class _Prove(_Fetch):
             if not same_listing(rows, msg.size):
                 twin = twins.get(msg.num)
                 if twin is None or orphans[msg.size]:
-                    prove.append((msg, ack))
+                    if msg.num not in waited:  # that one is checked when it is delivered
+                        prove.append((msg, ack))
                     continue
                 renamed[msg.num] = twin
                 rows = known[twin.uid]
@@ -67,7 +74,7 @@ class _Prove(_Fetch):
                     # another content is renamed under the listed identity and posted.
                     prove.append((msg, acknowledged(rows)))
                 continue
-            if self._holds(rows, now):
+            if self._holds(rows, now) and msg.size not in loose:
                 self._kept.add(msg.uid)
             else:
                 prove.append((msg, ack))
@@ -100,17 +107,23 @@ class _Prove(_Fetch):
             num=msg.num, uid=key, size=msg.size, webhook_id=webhook_id(self.policy.name, key)
         )
 
-    def _trusted(
+    def _trusted(self, twins: dict[int, Message], loose: set[int]) -> dict[int, Message]:
+        """The ``twins`` that may be taken without a download: those of a size at which no
+        delivered message is unaccounted for (``loose``, :meth:`_loose`): otherwise a twin
+        could be any listed message of its size now (moved under it), and those are
+        retrieved and compared."""
+        return {num: twin for num, twin in twins.items() if twin.size not in loose}
+
+    def _loose(
         self,
         inventory: list[Message],
         known: dict[str, dict[str, Row]],
         twins: dict[int, Message],
-    ) -> dict[int, Message]:
-        """The ``twins`` that may be taken without a download: those of a size at which no
-        delivered message is unaccounted for. One that no listed identity (nor twin) accounts
-        for, by place or by content, and that left its place now (not an earlier content of
-        a listed identity), could be any listed message of its size now (moved under it):
-        then those are retrieved and compared."""
+    ) -> set[int]:
+        """The sizes of delivered messages no listed identity (nor twin) accounts for, by
+        place or by content, that left their place now (not an earlier content of a listed
+        identity): such a message can be any listed message of its size now, moved there
+        (positional UIDLs after a message before it was deleted, a rebuilt UID list)."""
         sizes = {m.uid: m.size for m in inventory} | {t.uid: t.size for t in twins.values()}
         shas: set[str] = set()
         for uid, size in sizes.items():
@@ -119,19 +132,22 @@ class _Prove(_Fetch):
                 ack = acknowledged(rows)
                 if ack is not None and ack.sha256 is not None:
                     shas.add(ack.sha256)
-        # An earlier content ``u~<hash>`` of a listed identity stays while ``u`` is listed,
-        # gone or not: it must not keep every twin of its size from being taken for ever.
-        # Any other (a key not listed now, or ``u`` itself listed at another size) is a
-        # message that left its place now and can have moved.
-        listed = {m.uid for m in inventory} | {identity_base(m.uid) for m in inventory}
-        loose = {
+        # An earlier content of a listed identity ``u`` stays while ``u`` is listed, gone or
+        # not: it must not make every message of its size be retrieved for ever. That is a
+        # content key ``u~<hash>``, or ``u``'s own rows once a content of ``u`` listed now
+        # was told apart from them (a twin taken). Any other (a key not listed now, ``u``
+        # listed at another size for the first time) is a message that left its place now
+        # and can have moved.
+        bases = {key_base(m.uid) for m in inventory} | {m.uid for m in inventory}
+        told = {m.uid for m in inventory if m.num in twins}
+        return {
             s.size
             for sha, group in self._spare(sizes, known).items()
             if sha not in shas
             for s in group
-            if identity_base(s.uid) == s.uid or identity_base(s.uid) not in listed
+            if s.uid not in told
+            and (identity_base(s.uid) == s.uid or identity_base(s.uid) not in bases)
         }
-        return {num: twin for num, twin in twins.items() if twin.size not in loose}
 
     def _spare(
         self, listed: dict[str, int], known: dict[str, dict[str, Row]]
@@ -218,11 +234,19 @@ class _Prove(_Fetch):
             for m in unsettled
             if m.uid in known and (twin := self._twin(m, known, uids)) is not None
         }
-        twins = self._trusted(inventory, known, twins)
+        loose = self._loose(inventory, known, twins)
+        twins = self._trusted(twins, loose)
         orphans = Counter(m.size for m in unsettled if m.num not in twins)
         replaced: dict[int, Message] = {}
         if self.policy.keep:
-            candidates = self._keep_apart(candidates, known, replaced, twins, orphans)
+            # A message with a twin whose own identity some target still waits for (another
+            # message, partly delivered) is that twin too: kept without a download.
+            chosen = {m.num for m, _ in candidates}
+            waited = {m.num for m in unsettled if m.num in twins and m.num not in chosen}
+            candidates += [(m, None) for m in unsettled if m.num in waited]
+            candidates = self._keep_apart(
+                candidates, known, replaced, twins, orphans, loose, waited
+            )
         listed = {replaced.get(m.num, m).uid: m.size for m in inventory}
         spare = self._spare(listed, known)
         lookalikes: list[tuple[Message, Acknowledged | None]] = []
@@ -230,8 +254,13 @@ class _Prove(_Fetch):
             if m.num in self._deferred:
                 continue
             was = known.get(m.uid)
-            if was is not None and (same_listing(was, m.size) or any(r.done for r in was.values())):
-                continue  # known: only unacknowledged rows at another size may be its place
+            if m.num in replaced or (
+                was is not None
+                and (same_listing(was, m.size) or all(t in was and was[t].done for t in targets))
+            ):
+                # Known: only rows at another size that some target still waits for may be
+                # its place (one every target acknowledged is proven as a candidate).
+                continue
             same = [s.ack for group in spare.values() for s in group if s.size == m.size]
             if same:  # a whole acknowledgement is proven whole (bridge.reconcile.proof_by_head)
                 lookalikes.append((m, next((a for a in same if not a.head_only), same[0])))
@@ -246,7 +275,8 @@ class _Prove(_Fetch):
                 self._kept.add(msg.uid)  # delivered (its listing says so): proven later
             else:
                 self._defer(msg)
-        if self._deferred:
+        if self._deferred or any(m.size in loose for m in waiting):
+            # Still to be told apart: what a moved message could adopt stays till then.
             self._retain.update(s.uid for group in spare.values() for s in group)
         if not checks:
             return [replaced.get(m.num, m) for m in inventory]
@@ -269,10 +299,13 @@ class _Prove(_Fetch):
             assert isinstance(failure, Pop3TimeoutError)
             raise failure
         proven = {m.num for m in verdict.proven}
-        for msg in verdict.proven:
-            if msg.num not in looks:  # accounted for by its own identity
-                group = spare.get(verdict.digests[msg.num], [])
-                group[:] = [s for s in group if s.uid != msg.uid]
+        # What the proof found decides which deliveries are accounted for: one proven is
+        # (by its identity), one whose identity was proven to hold other content is not
+        # (its message may be listed under another identity now, and adopts it).
+        found = {old.num: new.uid for old, new in verdict.renamed if old.num not in looks}
+        spare = self._spare(
+            {found.get(m.num, replaced.get(m.num, m).uid): m.size for m in inventory}, known
+        )
         checked = [(m, m) for m in verdict.proven if m.num in looks] + verdict.renamed
         for old, new in checked:
             group = spare.get(verdict.digests[old.num], [])
@@ -283,7 +316,13 @@ class _Prove(_Fetch):
                 continue
             if moved is not None:
                 group.remove(moved)
-                replaced[old.num] = self._adopt(old if old.num in looks else new, moved.uid)
+                into = old if old.num in looks else new
+                if into.uid in known and any(r.done for r in known[into.uid].values()):
+                    # A target acknowledged another message under this identity: the one
+                    # listed now is known by its content's identity.
+                    key = self._content_key(into, verdict.digests[old.num])
+                    into = Message(into.num, key, into.size, webhook_id(self.policy.name, key))
+                replaced[old.num] = self._adopt(into, moved.uid)
                 continue
             if old.num in looks or old.num in proven:
                 continue  # another message: posted under the identity it is listed with

@@ -54,6 +54,9 @@ async def test_a_moved_message_under_a_partly_acknowledged_uidl_is_posted_once(
         assert _posted(receiver).count("message 1") == 1, f"main: {_posted(receiver)}"
         assert _posted(audit).count("message 1") == 1, f"audit: {_posted(audit)}"
         assert "DELE" not in server.verbs
+        server.commands.clear()
+        await _session(config)
+        assert "RETR" not in server.verbs, "the adopted message is retrieved at every poll"
     finally:
         await server.stop()
         await audit.stop()
