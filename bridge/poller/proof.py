@@ -37,6 +37,7 @@ class _Prove(_Fetch):
         orphans: Counter[int],
         loose: set[int],
         waited: set[int],
+        optional: list[tuple[Message, Acknowledged | None]],
     ) -> list[tuple[Message, Acknowledged | None]]:
         """With keep: the candidates to prove now (and the twins to take for the messages
         in ``waited``: listed under an identity some target still waits for).
@@ -49,10 +50,11 @@ class _Prove(_Fetch):
         another listed message of that size has no such twin (``orphans``: it could be the
         twin's message, moved), in which case it is proven like a message without a twin
         (and so posted as new if it is new). Messages whose keep_days passed are proven for
-        DELE (within the session's budget), and so are kept messages of a size at which a
-        delivered message left its place now (``loose``): one of them may be that message,
-        moved, and another message under its identity (positional UIDLs after a deletion in
-        a mail client), which keep would not notice at the same size."""
+        DELE (within the session's budget). Kept messages of a size at which a delivered
+        message left its place now (``loose``) go to ``optional``: one of them may be that
+        message, moved, and another message under its identity (positional UIDLs after a
+        deletion in a mail client), which keep would not notice at the same size
+        (:meth:`_compare_loose`)."""
         now = self.p.clock.time()
         prove: list[tuple[Message, Acknowledged | None]] = []
         for msg, ack in candidates:
@@ -74,10 +76,12 @@ class _Prove(_Fetch):
                     # another content is renamed under the listed identity and posted.
                     prove.append((msg, acknowledged(rows)))
                 continue
-            if self._holds(rows, now) and msg.size not in loose:
-                self._kept.add(msg.uid)
-            else:
+            if not self._holds(rows, now):
                 prove.append((msg, ack))
+            elif msg.size in loose:
+                optional.append((msg, ack))
+            else:
+                self._kept.add(msg.uid)
         return prove
 
     def _twin(
@@ -191,6 +195,36 @@ class _Prove(_Fetch):
             self.result.more_pending = True
         return now, later
 
+    def _compare_loose(
+        self,
+        optional: list[tuple[Message, Acknowledged | None]],
+        checks: list[tuple[Message, Acknowledged | None]],
+        waiting: list[Message],
+    ) -> list[tuple[Message, Acknowledged | None]]:
+        """The kept messages of a loose size to compare now: those of a size whose messages
+        all fit in what the session's budget leaves, after the checks that cannot wait, and
+        only once (the delivery that made the size loose is not retained for them). The
+        others stay kept without a download (keep's limit at the same size): a size never
+        holds the budget at every poll nor takes it from a message that must be told apart."""
+        picked: list[tuple[Message, Acknowledged | None]] = []
+        count = len(checks)
+        size = sum(m.size for m, _ in checks)
+        by_size: dict[int, list[tuple[Message, Acknowledged | None]]] = {}
+        for msg, ack in optional:
+            by_size.setdefault(msg.size, []).append((msg, ack))
+        for group in by_size.values():
+            more = sum(m.size for m, _ in group)
+            if (
+                not waiting
+                and count + len(group) <= self.policy.session_max_messages
+                and size + more <= self.policy.session_max_bytes
+            ):
+                picked += group
+                count, size = count + len(group), size + more
+            else:
+                self._kept.update(m.uid for m, _ in group)
+        return picked
+
     def _defer(self, msg: Message) -> None:
         """Neither post nor delete ``msg`` in this session (its proof is still to come)."""
         self._deferred.add(msg.num)
@@ -238,6 +272,7 @@ class _Prove(_Fetch):
         twins = self._trusted(twins, loose)
         orphans = Counter(m.size for m in unsettled if m.num not in twins)
         replaced: dict[int, Message] = {}
+        optional: list[tuple[Message, Acknowledged | None]] = []
         if self.policy.keep:
             # A message with a twin whose own identity some target still waits for (another
             # message, partly delivered) is that twin too: kept without a download.
@@ -245,7 +280,7 @@ class _Prove(_Fetch):
             waited = {m.num for m in unsettled if m.num in twins and m.num not in chosen}
             candidates += [(m, None) for m in unsettled if m.num in waited]
             candidates = self._keep_apart(
-                candidates, known, replaced, twins, orphans, loose, waited
+                candidates, known, replaced, twins, orphans, loose, waited, optional
             )
         listed = {replaced.get(m.num, m).uid: m.size for m in inventory}
         spare = self._spare(listed, known)
@@ -269,14 +304,14 @@ class _Prove(_Fetch):
         # cannot be settled otherwise, so no message waits behind the same ones every session.
         ordered = sorted(candidates + lookalikes, key=lambda c: c[0].num in twins)
         checks, waiting = self._over_budget(ordered)
+        checks += self._compare_loose(optional, checks, waiting)
         for msg in waiting:
             rows = known.get(msg.uid)
             if self.policy.keep and rows is not None and same_listing(rows, msg.size):
                 self._kept.add(msg.uid)  # delivered (its listing says so): proven later
             else:
                 self._defer(msg)
-        if self._deferred or any(m.size in loose for m in waiting):
-            # Still to be told apart: what a moved message could adopt stays till then.
+        if self._deferred:
             self._retain.update(s.uid for group in spare.values() for s in group)
         if not checks:
             return [replaced.get(m.num, m) for m in inventory]
