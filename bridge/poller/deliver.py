@@ -80,12 +80,21 @@ class _Deliver(_Commit):
             # Some target acknowledged this identity before: is it still that message?
             # No proof (no stored hash, another size, another hash) means a new message.
             ack = self._expected[msg.uid]
-            if data.raw is not None:
-                digest = content_digest(data.raw)
-            else:
+            if data.raw is None or data.head is not None:
                 proof = (data.head or b"") + b"size:%d" % msg.size
                 digest = content_digest(proof, head_only=True)
-            if not self._is_content(msg, ack, digest):
+            else:
+                digest = content_digest(data.raw)
+            if self._is_content(msg, ack, digest):
+                if data.raw is not None and data.head is not None:
+                    # The others get it headers-only, as the first target did (one content
+                    # per webhook-id), though it is within max_message_bytes now.
+                    data.raw = None
+                    data.reason = "delivered headers-only to another target before"
+            else:
+                if data.raw is not None:
+                    data.head = None  # another message, within the limit: posted whole
+                    digest = content_digest(data.raw)
                 renamed = self._reidentify(msg, digest)
                 if renamed is None:
                     return

@@ -179,11 +179,20 @@ class _Fetch(_Deliver):
         started = _Batch()
         regular: list[tuple[Message, tuple[str, ...]]] = []
         whole: list[tuple[Message, tuple[str, ...], int]] = []
+        heads: dict[int, bytes] = {}
         for msg, due in batch:
             ack = self._expected.get(msg.uid)
-            if proof_by_head(msg, ack, limit):
-                # Over the limit, or acknowledged headers-only by a target before (the limit
-                # was raised since): the others get what it got, one content per webhook-id.
+            if proof_by_head(msg, ack, limit) and msg.size <= limit and can_top(self._client()):
+                # Acknowledged headers-only by a target before (the limit was raised since):
+                # its header block is the proof; if it is that message the others get what
+                # the first got (one content per webhook-id), else it is new and goes whole.
+                try:
+                    heads[msg.num] = await self._client().top(msg.num, 0)
+                except Pop3ResponseError as exc:
+                    self._retr_failed(msg, due, exc)
+                    continue
+                regular.append((msg, due))
+            elif proof_by_head(msg, ack, limit):
                 await self._oversize(started, msg, due)  # in order, also in strict mode
                 if self.policy.strict_order:
                     await asyncio.gather(*started.tasks)
@@ -197,15 +206,20 @@ class _Fetch(_Deliver):
         # message too large, and park it if RETR still passes the limit.
         passes = [(regular, retr_limit(limit))] + [([(m, d)], cap) for m, d, cap in whole]
         for group, cap in passes:
-            if group and not await self._retr(started, group, cap):
+            if group and not await self._retr(started, group, cap, heads):
                 break
         return started
 
     async def _retr(
-        self, started: _Batch, regular: Sequence[tuple[Message, tuple[str, ...]]], cap: int
+        self,
+        started: _Batch,
+        regular: Sequence[tuple[Message, tuple[str, ...]]],
+        cap: int,
+        heads: dict[int, bytes],
     ) -> bool:
-        """RETR ``regular`` (pipelined, each up to ``cap`` octets) and start their deliveries;
-        False when the session stopped early (budget, SIGTERM, strict order)."""
+        """RETR ``regular`` (pipelined, each up to ``cap`` octets) and start their deliveries
+        (with the header block read before for a proof, if any); False when the session
+        stopped early (budget, SIGTERM, strict order)."""
         client = self._client()
         by_num = {m.num: (m, d) for m, d in regular}
         order = iter(regular)
@@ -222,7 +236,7 @@ class _Fetch(_Deliver):
                     self.result.fetched += 1
                     self.result.fetched_bytes += len(item)
                     self.p.metrics.message_fetched(self.policy.name)
-                    self._spawn(started, msg, due, _Fetched(raw=item))
+                    self._spawn(started, msg, due, _Fetched(raw=item, head=heads.get(num)))
                     del item
                 if self.policy.strict_order:
                     if started.tasks:
@@ -320,15 +334,11 @@ class _Fetch(_Deliver):
     async def _oversize(self, batch: _Batch, msg: Message, due: tuple[str, ...]) -> None:
         limit = self.policy.max_message_bytes
         reason = f"message is {msg.size} bytes, over max_message_bytes={limit}"
-        over = msg.size > limit
-        if not over:  # another target acknowledged its headers when the limit was lower
-            reason = "delivered headers-only to another target before (over the limit then)"
-        if (over and self.policy.oversize_policy == "park") or not can_top(self._client()):
+        if self.policy.oversize_policy == "park" or not can_top(self._client()):
             self._park_oversize(msg, due, reason)  # headers_only needs TOP (never unlisted)
             return
-        if over:
-            self.result.oversize += 1
-            self.p.metrics.message_oversize(self.policy.name)
+        self.result.oversize += 1
+        self.p.metrics.message_oversize(self.policy.name)
         try:
             head = await self._client().top(msg.num, 0)
         except Pop3ResponseError as exc:
