@@ -216,6 +216,7 @@ class _Prove(_Fetch):
             more = sum(m.size for m, _ in group)
             if (
                 not waiting
+                and not self._deferred  # its delivery's rows are retained: later, once
                 and count + len(group) <= self.policy.session_max_messages
                 and size + more <= self.policy.session_max_bytes
             ):
@@ -357,7 +358,8 @@ class _Prove(_Fetch):
                     # listed now is known by its content's identity.
                     key = self._content_key(into, verdict.digests[old.num])
                     into = Message(into.num, key, into.size, webhook_id(self.policy.name, key))
-                replaced[old.num] = self._adopt(into, moved.uid)
+                # Proven to be the very delivery it stands for: nothing to carry over.
+                replaced[old.num] = into if into.uid == moved.uid else self._adopt(into, moved.uid)
                 continue
             if old.num in looks or old.num in proven:
                 continue  # another message: posted under the identity it is listed with
