@@ -16,6 +16,12 @@ from bridge.reconcile import Acknowledged, acknowledged, verify
 from bridge.webhook import webhook_id
 
 
+def _acked_at(rows: dict[str, Row]) -> set[float]:
+    """When the done rows of an identity were acknowledged (copied as they are by
+    :meth:`~bridge.ledger.Ledger.adopt`)."""
+    return {r.acked_at for r in rows.values() if r.done and r.acked_at is not None}
+
+
 @dataclass(frozen=True)
 class _Spare:
     """A delivered message no listed identity accounts for (see :meth:`_Prove._spare`)."""
@@ -129,13 +135,16 @@ class _Prove(_Fetch):
         identity): such a message can be any listed message of its size now, moved there
         (positional UIDLs after a message before it was deleted, a rebuilt UID list)."""
         sizes = {m.uid: m.size for m in inventory} | {t.uid: t.size for t in twins.values()}
-        shas: set[str] = set()
+        # A delivery another listed identity accounts for: the same content acknowledged at
+        # the same moment (rows carried over by an adoption). A byte-identical copy
+        # delivered on its own (at another moment) is a message of its own.
+        claimed: set[tuple[str, float]] = set()
         for uid, size in sizes.items():
             rows = known.get(uid)
             if rows is not None and same_listing(rows, size):
                 ack = acknowledged(rows)
                 if ack is not None and ack.sha256 is not None:
-                    shas.add(ack.sha256)
+                    claimed.update((ack.sha256, at) for at in _acked_at(rows))
         # An earlier content of a listed identity ``u`` stays while ``u`` is listed, gone or
         # not: it must not make every message of its size be retrieved for ever. That is a
         # content key ``u~<hash>``, or ``u``'s own rows once a content of ``u`` listed now
@@ -147,9 +156,9 @@ class _Prove(_Fetch):
         return {
             s.size
             for sha, group in self._spare(sizes, known).items()
-            if sha not in shas
             for s in group
-            if s.uid not in told
+            if not any((sha, at) in claimed for at in _acked_at(known[s.uid]))
+            and s.uid not in told
             and (identity_base(s.uid) == s.uid or identity_base(s.uid) not in bases)
         }
 
