@@ -80,25 +80,34 @@ class _Deliver(_Commit):
             # Some target acknowledged this identity before: is it still that message?
             # No proof (no stored hash, another size, another hash) means a new message.
             ack = self._expected[msg.uid]
-            if data.raw is None or data.head is not None:
-                proof = (data.head or b"") + b"size:%d" % msg.size
-                digest = content_digest(proof, head_only=True)
-            else:
-                digest = content_digest(data.raw)
-            if self._is_content(msg, ack, digest):
-                if data.raw is not None and data.head is not None:
+            by_head = data.raw is None or (
+                data.head is not None and ack is not None and ack.head_only
+            )
+            if self._is_content(msg, ack, self._digest(msg, data, by_head)):
+                if by_head and data.raw is not None:
                     # The others get it headers-only, as the first target did (one content
                     # per webhook-id), though it is within max_message_bytes now.
                     data.raw = None
                     data.reason = "delivered headers-only to another target before"
             else:
-                if data.raw is not None:
-                    data.head = None  # another message, within the limit: posted whole
-                    digest = content_digest(data.raw)
-                renamed = self._reidentify(msg, digest)
+                # Another message: it goes by today's max_message_bytes (the fetch read it
+                # the way the acknowledgement was taken).
+                limit = self.policy.max_message_bytes
+                over = msg.size > limit
+                reason = f"message is {msg.size} bytes, over max_message_bytes={limit}"
+                if data.raw is not None and over and data.head is not None:
+                    data.raw, data.reason = None, reason  # oversize_policy headers_only
+                    self.result.oversize += 1
+                    self.p.metrics.message_oversize(self.policy.name)
+                elif data.raw is not None:
+                    data.head = None
+                renamed = self._reidentify(msg, self._digest(msg, data, data.raw is None))
                 if renamed is None:
                     return
                 msg, due = renamed
+                if data.raw is not None and over:  # oversize_policy park (or no TOP)
+                    self._park_oversize(msg, due, reason)
+                    return
         size = len(data.raw) if data.raw is not None else msg.size
         if size > PARSE_IN_THREAD_BYTES:
             payload = await asyncio.to_thread(self._build, msg, data)
@@ -107,8 +116,7 @@ class _Deliver(_Commit):
         if data.raw is not None:
             data.content = (len(data.raw), payload.sha256 or content_digest(data.raw))
         elif data.head is not None:
-            proof = data.head + b"size:%d" % msg.size
-            data.content = (msg.size, content_digest(proof, head_only=True))
+            data.content = (msg.size, self._digest(msg, data, by_head=True))
         if self.policy.reject_policy != "dead_letter":
             data.raw = None  # only a dead letter needs the raw bytes again: free them early
         if payload.defects:
@@ -171,6 +179,25 @@ class _Deliver(_Commit):
             error=next((o.error for o in outcomes if o.error), None),
             duration=round(time.monotonic() - began, 4),
         )
+
+    def _park_oversize(self, msg: Message, due: tuple[str, ...], reason: str) -> None:
+        mailbox = self.policy.name
+        self.result.oversize += 1
+        self.p.metrics.message_oversize(mailbox)
+        until = self.p.clock.time() + self.policy.oversize_park_delay
+        for target in due:
+            self.p.ledger.mark_parked(mailbox, msg.uid, target, reason, until, refused=False)
+        self.log.warning("oversize_parked", uidl=msg.uid, size=msg.size, reason=reason)
+        if self.policy.strict_order:
+            self._strict_blocked = True
+
+    @staticmethod
+    def _digest(msg: Message, data: _Fetched, by_head: bool) -> str:
+        """The stored form of the hash of what was fetched: of the header block (and the
+        ``LIST`` size) when ``by_head``, else of the whole message."""
+        if by_head or data.raw is None:
+            return content_digest((data.head or b"") + b"size:%d" % msg.size, head_only=True)
+        return content_digest(data.raw)
 
     def _content_key(self, msg: Message, digest: str) -> str:
         """The identity of ``msg``'s content (``digest``) under the identity it is listed with.

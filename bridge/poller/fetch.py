@@ -182,26 +182,27 @@ class _Fetch(_Deliver):
         heads: dict[int, bytes] = {}
         for msg, due in batch:
             ack = self._expected.get(msg.uid)
-            if proof_by_head(msg, ack, limit) and msg.size <= limit and can_top(self._client()):
-                # Acknowledged headers-only by a target before (the limit was raised since):
-                # its header block is the proof; if it is that message the others get what
-                # the first got (one content per webhook-id), else it is new and goes whole.
-                try:
-                    heads[msg.num] = await self._client().top(msg.num, 0)
-                except Pop3ResponseError as exc:
-                    self._retr_failed(msg, due, exc)
-                    continue
-                regular.append((msg, due))
-            elif proof_by_head(msg, ack, limit):
+            over = msg.size > limit
+            if proof_by_head(msg, ack, limit) and over:
                 await self._oversize(started, msg, due)  # in order, also in strict mode
                 if self.policy.strict_order:
                     await asyncio.gather(*started.tasks)
-            elif msg.size > limit and ack is not None:
-                # Acknowledged whole by a target before the limit was lowered: retrieved
-                # whole (up to the size acknowledged), alone, and delivered the same way.
-                whole.append((msg, due, retr_limit(max(limit, ack.raw_size or 0))))
-            else:
-                regular.append((msg, due))
+                continue
+            if proof_by_head(msg, ack, limit) or (over and ack is not None):
+                # Acknowledged by a target before the limit changed: headers-only (raised
+                # since) or whole (lowered since). If it is that message the others get what
+                # the first got (one content per webhook-id): its header block is read for
+                # the proof, and it is retrieved whole up to the size acknowledged. If it is
+                # another message, it is new, and goes by today's limit (deliver.py).
+                if can_top(self._client()) and (not over or self.policy.oversize_policy != "park"):
+                    head = await self._top(msg, due)
+                    if head is None:
+                        continue
+                    heads[msg.num] = head
+                if over and ack is not None:
+                    whole.append((msg, due, retr_limit(max(limit, ack.raw_size or 0))))
+                    continue
+            regular.append((msg, due))
         # LIST sizes can be a little off (line ends): allow some slack before calling a
         # message too large, and park it if RETR still passes the limit.
         passes = [(regular, retr_limit(limit))] + [([(m, d)], cap) for m, d, cap in whole]
@@ -287,7 +288,7 @@ class _Fetch(_Deliver):
             why = f"RETR of message {msg.num} passed the size limit ({error.limit} octets)"
         elif error is None:
             reason = "timeout"
-            why = f"RETR of message {msg.num} timed out (idle, or below min_transfer_rate)"
+            why = f"retrieval of message {msg.num} timed out (idle, or below min_transfer_rate)"
         else:
             reason = "refused"
             self.p.metrics.pop3_error_response(mailbox, getattr(error, "code", None))
@@ -320,16 +321,25 @@ class _Fetch(_Deliver):
         done, self.to_delete = self.to_delete, []
         await self._dele(done)
 
-    def _park_oversize(self, msg: Message, due: tuple[str, ...], reason: str) -> None:
-        mailbox = self.policy.name
-        self.result.oversize += 1
-        self.p.metrics.message_oversize(mailbox)
-        until = self.p.clock.time() + self.policy.oversize_park_delay
-        for target in due:
-            self.p.ledger.mark_parked(mailbox, msg.uid, target, reason, until, refused=False)
-        self.log.warning("oversize_parked", uidl=msg.uid, size=msg.size, reason=reason)
-        if self.policy.strict_order:
-            self._strict_blocked = True
+    async def _top(self, msg: Message, due: tuple[str, ...]) -> bytes | None:
+        """``TOP n 0``; None when it was refused or timed out: the message is held back like
+        a failed RETR (a timeout then closes the connection, and the session goes on with
+        the others on a new one)."""
+        client = self._client()
+        try:
+            return await client.top(msg.num, 0)
+        except Pop3ResponseError as exc:
+            self._retr_failed(msg, due, exc)  # refused now: the others go on
+            return None
+        except Pop3Error as exc:
+            timeout = exc if isinstance(exc, Pop3TimeoutError) else client.failure
+            if not isinstance(timeout, Pop3TimeoutError):
+                raise
+            self._timed_out = msg
+            self._retr_failed(msg, due, None)
+            if timeout is exc:
+                raise
+            raise timeout from exc
 
     async def _oversize(self, batch: _Batch, msg: Message, due: tuple[str, ...]) -> None:
         limit = self.policy.max_message_bytes
@@ -339,10 +349,8 @@ class _Fetch(_Deliver):
             return
         self.result.oversize += 1
         self.p.metrics.message_oversize(self.policy.name)
-        try:
-            head = await self._client().top(msg.num, 0)
-        except Pop3ResponseError as exc:
-            self._retr_failed(msg, due, exc)  # refused now: the others go on
+        head = await self._top(msg, due)
+        if head is None:
             return
         self.result.fetched += 1
         self.result.fetched_bytes += len(head)
