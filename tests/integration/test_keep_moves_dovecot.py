@@ -316,3 +316,37 @@ async def test_keep_days_after_a_rebuilt_uid_list_with_a_failed_target(
     assert _on_server(user) == sorted(["message 4", failed]), results
     assert sum(r.deleted for r in results) == 2
     assert b"RETR" not in sent, f"retrieving at every poll: {results}"
+
+
+# ---------------------------------------------------------------------- r19: failing
+
+
+async def test_r19_a_kept_message_moved_off_a_uidl_new_mail_of_its_size_takes_is_posted_again(
+    dovecot_u: Dovecot, receiver: WebhookReceiver, tmp_path: Path
+) -> None:
+    """r19 (real Dovecot, %u), keep: true, one target.
+
+    Sequence: 0, 1, 2 (one size) and 3 (another size) delivered and kept as UIDLs 1-4.
+    Message 0 is deleted in the maildir, the UID list rebuilt, and a new message 4 of 3's
+    size delivered: 1, 2, 3 are now UIDLs 1, 2, 3 and 4 is UIDL 4, at the very size 3 was
+    acknowledged with under UIDL 4.
+
+    What happens: 1 and 2 are compared and found moved (the common size is loose: UIDL 3,
+    acknowledged at it, lists the other size now). UIDL 3 (it named 2) is a reused
+    identity: retrieved, and although its content is byte for byte the delivery
+    acknowledged under UIDL 4, it is posted again as new (3~<hash>, a new webhook-id).
+    UIDL 4 at 3's size is taken for 3 without a download: message 4 is never posted (the
+    next session is idle, RETR none). Same with 1 deleted instead of 0.
+
+    Expected: 3 posted once in all (its delivery carried over to UIDL 3); UIDL 4, whose
+    delivery was just found elsewhere, retrieved and 4 posted once."""
+    user = dovecot_u.new_user()
+    urls = {"main": receiver.url}
+    data = tmp_path / "data"
+    await _kept_then_moved(dovecot_u, user, urls, data, gone="message 0", new=NEW_OTHER)
+
+    results, _ = await _settle(dovecot_u, user, urls, data, keep=True)
+    posted = _posted(receiver)
+    assert posted["message 3"] == 1, f"message 3 posted again: {posted}; {results}"
+    assert posted["message 4"] == 1, f"message 4 never posted: {posted}; {results}"
+    assert posted == ALL
