@@ -350,3 +350,35 @@ async def test_r19_a_kept_message_moved_off_a_uidl_new_mail_of_its_size_takes_is
     assert posted["message 3"] == 1, f"message 3 posted again: {posted}; {results}"
     assert posted["message 4"] == 1, f"message 4 never posted: {posted}; {results}"
     assert posted == ALL
+
+
+async def test_r19_a_partly_acknowledged_message_moved_by_a_rebuild_is_posted_again(
+    dovecot_u: Dovecot, receiver: WebhookReceiver, audit: WebhookReceiver, tmp_path: Path
+) -> None:
+    """r19 (real Dovecot, %u), keep: true, targets main and audit.
+
+    Sequence: 0, 1, 2 (one size) and 3 (another) delivered as UIDLs 1-4; audit answers 500
+    for 1 (UIDL 2: main acknowledged it, audit waits). 0 is deleted in the maildir, the UID
+    list rebuilt, a new message 4 (common size) delivered: 1 is UIDL 1 (it named 0), 2 is
+    UIDL 2 (the partly acknowledged one), 3 is UIDL 3 (it named 2, another size), 4 is UIDL
+    4 (it named 3, another size). audit answers 200 again.
+
+    What happens: 3 and 4 are right (3 found moved, 4 posted once). But 1 under UIDL 1 is
+    "not the one acknowledged under it" and posted as new (1~<hash>) to both targets: main
+    gets it a second time; 2 under UIDL 2 is "another message was acknowledged under this
+    identity" and posted as new (2~<hash>) to both: main and audit a second time. Then UIDL
+    2 is retrieved at every poll, for ever (audit's row for 1 under UIDL 2 never settles).
+    The same with keep_days passed (acknowledgements aged): 1 and 2 posted again, UIDL 2
+    retrieved at every poll.
+
+    Expected: 1 reaches audit once (its content is the one main acknowledged under UIDL 2)
+    and is not posted to main again; 2 is found moved (its delivery is the one under UIDL 3)
+    and posted to nobody; an idle session retrieves nothing."""
+    _, results, sent = await _two_targets(
+        dovecot_u, receiver, audit, tmp_path, failed="message 1", gone="message 0", new=NEW_SAME
+    )
+    main, other = _posted(receiver), _posted(audit)
+    assert (main["message 1"], main["message 2"]) == (1, 1), f"main: {main}; {results}"
+    assert (other["message 1"], other["message 2"]) == (1, 1), f"audit: {other}; {results}"
+    assert (main, other) == (ALL, ALL)
+    assert b"RETR" not in sent, f"retrieving at every poll: {results}"
