@@ -382,3 +382,28 @@ async def test_r19_a_partly_acknowledged_message_moved_by_a_rebuild_is_posted_ag
     assert (other["message 1"], other["message 2"]) == (1, 1), f"audit: {other}; {results}"
     assert (main, other) == (ALL, ALL)
     assert b"RETR" not in sent, f"retrieving at every poll: {results}"
+
+
+async def test_r19_new_mail_under_a_partly_acknowledged_uidl_is_retrieved_at_every_poll(
+    dovecot_u: Dovecot, receiver: WebhookReceiver, audit: WebhookReceiver, tmp_path: Path
+) -> None:
+    """r19 (real Dovecot, %u), keep: true, targets main and audit.
+
+    Sequence: 0, 1, 2 (one size) and 3 (another) delivered as UIDLs 1-4; audit answers 500
+    for 3 (UIDL 4: main acknowledged it, audit waits). 3 is deleted in the maildir (audit
+    will never get it), the UID list rebuilt, and a new message 4 of 3's size delivered:
+    it is UIDL 4, at the size main acknowledged 3 with. audit answers 200 again.
+
+    What happens: 4 is retrieved, told apart from 3 by content and posted once to each
+    target (4~<hash>), right. But UIDL 4 is then retrieved again at every poll, for ever
+    ("another message was acknowledged under this identity"): audit's row for 3 under UIDL
+    4 never settles although 4~<hash> is known.
+
+    Expected: after 4 is posted, an idle session retrieves nothing."""
+    user, results, sent = await _two_targets(
+        dovecot_u, receiver, audit, tmp_path, failed="message 3", gone="message 3", new=NEW_OTHER
+    )
+    assert _posted(receiver) == ALL, f"main: {_posted(receiver)}; {results}"
+    assert _posted(audit) == ALL - Counter(["message 3"]), f"audit: {_posted(audit)}; {results}"
+    assert user.count() == 4
+    assert b"RETR" not in sent, f"retrieved at each of {len(results)} sessions: {results}"
