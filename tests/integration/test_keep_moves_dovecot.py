@@ -407,3 +407,60 @@ async def test_r19_new_mail_under_a_partly_acknowledged_uidl_is_retrieved_at_eve
     assert _posted(audit) == ALL - Counter(["message 3"]), f"audit: {_posted(audit)}; {results}"
     assert user.count() == 4
     assert b"RETR" not in sent, f"retrieved at each of {len(results)} sessions: {results}"
+
+
+async def test_r19_keep_days_retrieves_mail_under_a_moved_deletions_uidl_at_every_poll(
+    dovecot_u: Dovecot, receiver: WebhookReceiver, tmp_path: Path
+) -> None:
+    """r19 (real Dovecot, %u), keep: true, keep_days: 3, one target.
+
+    Sequence: 0, 1, 2 (one size) and 3 (another) delivered and kept as UIDLs 1-4. 0 is
+    deleted in the maildir, the UID list rebuilt, and a new message 4 of 3's size delivered
+    (UIDL 4, which named 3); every acknowledgement aged 4 days.
+
+    What happens: the next session proves 1, 2, 3 under their new UIDLs 1, 2, 3 and deletes
+    them, and posts 4 once: right. But every later session sends RETR 1 (message 4, under
+    UIDL 4) and deletes and posts nothing, for ever (it looks as if UIDL 4 still counted as
+    3's delivery due for deletion, although 3 was proven elsewhere and deleted).
+    SessionResult.fetched says 0 for those sessions (Dovecot's log: retr=1/303 each). Two
+    targets show the same (next test).
+
+    Expected: an idle session retrieves nothing."""
+    user = dovecot_u.new_user()
+    urls = {"main": receiver.url}
+    data = tmp_path / "data"
+    box = {"keep_days": 3}
+    await _kept_then_moved(dovecot_u, user, urls, data, gone="message 0", new=NEW_OTHER, **box)
+    _age_acks(data, days=4)
+
+    results, sent = await _settle(dovecot_u, user, urls, data, keep=True, **box)
+    assert _posted(receiver) == ALL, f"main: {_posted(receiver)}; {results}"
+    assert _on_server(user) == ["message 4"], results
+    assert sum(r.deleted for r in results) == 3
+    assert b"RETR" not in sent, f"retrieved at each of {len(results)} sessions: {results}"
+
+
+async def test_r19_keep_days_two_targets_retrieve_under_a_moved_deletions_uidl_at_every_poll(
+    dovecot_u: Dovecot, receiver: WebhookReceiver, audit: WebhookReceiver, tmp_path: Path
+) -> None:
+    """r19 (real Dovecot, %u), keep: true, keep_days: 3, targets main and audit.
+
+    Sequence: 0, 1, 2 (one size) and 3 (another) delivered as UIDLs 1-4; audit answers 500
+    for 2 (UIDL 3). 0 is deleted in the maildir, the UID list rebuilt (1, 2, 3 now UIDLs 1,
+    2, 3), a new message 4 (common size) delivered (UIDL 4); every acknowledgement aged 4
+    days; audit answers 200 again.
+
+    What happens: 1 and 3 are proven and deleted, 2 found moved and posted to audit only, 4
+    posted once to each: right. But every later session retrieves message 2 (UIDL 2, which
+    named 1, proven under UIDL 1 and deleted there) and deletes and posts nothing, for ever;
+    SessionResult.fetched says 0.
+
+    Expected: 2 and 4 stay on the server, an idle session retrieves nothing."""
+    user, results, sent = await _two_targets(
+        dovecot_u, receiver, audit, tmp_path, failed="message 2", gone="message 0", new=NEW_SAME,
+        keep_days=3,
+    )  # fmt: skip
+    assert _posted(receiver) == ALL, f"main: {_posted(receiver)}; {results}"
+    assert _posted(audit) == ALL, f"audit: {_posted(audit)}; {results}"
+    assert _on_server(user) == ["message 2", "message 4"], results
+    assert b"RETR" not in sent, f"retrieved at each of {len(results)} sessions: {results}"
