@@ -65,7 +65,7 @@ class _Prove(_Fetch):
         prove: list[tuple[Message, Acknowledged | None]] = []
         for msg, ack in candidates:
             rows = known[msg.uid]
-            if not same_listing(rows, msg.size):
+            if msg.num in waited or not same_listing(rows, msg.size):
                 twin = twins.get(msg.num)
                 if twin is None or orphans[msg.size]:
                     if msg.num not in waited:  # that one is checked when it is delivered
@@ -91,7 +91,11 @@ class _Prove(_Fetch):
         return prove
 
     def _twin(
-        self, msg: Message, known: dict[str, dict[str, Row]], listed: set[str]
+        self,
+        msg: Message,
+        known: dict[str, dict[str, Row]],
+        listed: set[str],
+        after: float | None = None,
     ) -> Message | None:
         """The content identity ``<uid>~<hash>`` taken for ``msg`` without a download, if any.
 
@@ -99,7 +103,7 @@ class _Prove(_Fetch):
         ``msg``'s size, and not the identity of another message listed now (a delivery still
         due under it checks the content first: :attr:`_expected`). With several, the one
         proven last (:meth:`Ledger.mark_proven`): the identity holds it unless it changed at
-        the same size (keep's limit, as with one).
+        the same size (keep's limit, as with one). With ``after``: only one proven later.
         """
         base = key_base(msg.uid)
         found = [
@@ -109,6 +113,7 @@ class _Prove(_Fetch):
             and key not in listed
             and identity_base(key) == base
             and same_listing(rows, msg.size)
+            and (after is None or max(r.updated_at for r in rows.values()) > after)
         ]
         if not found:
             return None
@@ -278,6 +283,23 @@ class _Prove(_Fetch):
             for m in unsettled
             if m.uid in known and (twin := self._twin(m, known, uids)) is not None
         }
+        # Listed at its size under an identity one target acknowledged while another waits:
+        # a content told apart under it since the waiting row was last written (it stands
+        # for a message gone from this place) is the message listed now.
+        partly = [
+            m
+            for m in inventory
+            if m.num not in self._deferred
+            and m.num not in twins
+            and m.uid in known
+            and any(r.done for r in known[m.uid].values())
+            and not all(t in known[m.uid] and known[m.uid][t].done for t in targets)
+        ]
+        for m in partly:
+            since = max(r.updated_at for r in known[m.uid].values())
+            twin = self._twin(m, known, uids, after=since)
+            if twin is not None:
+                twins[m.num] = twin
         loose = self._loose(inventory, known, twins)
         twins = self._trusted(twins, loose)
         orphans = Counter(m.size for m in unsettled if m.num not in twins)
@@ -287,8 +309,8 @@ class _Prove(_Fetch):
             # A message with a twin whose own identity some target still waits for (another
             # message, partly delivered) is that twin too: kept without a download.
             chosen = {m.num for m, _ in candidates}
-            waited = {m.num for m in unsettled if m.num in twins and m.num not in chosen}
-            candidates += [(m, None) for m in unsettled if m.num in waited]
+            waited = {m.num for m in unsettled + partly if m.num in twins and m.num not in chosen}
+            candidates += [(m, None) for m in unsettled + partly if m.num in waited]
             candidates = self._keep_apart(
                 candidates, known, replaced, twins, orphans, loose, waited, optional
             )
