@@ -65,7 +65,7 @@ class _Prove(_Fetch):
         prove: list[tuple[Message, Acknowledged | None]] = []
         for msg, ack in candidates:
             rows = known[msg.uid]
-            if msg.num in waited or not same_listing(rows, msg.size):
+            if msg.num in twins or not same_listing(rows, msg.size):
                 twin = twins.get(msg.num)
                 if twin is None or orphans[msg.size]:
                     if msg.num not in waited:  # that one is checked when it is delivered
@@ -283,9 +283,9 @@ class _Prove(_Fetch):
             for m in unsettled
             if m.uid in known and (twin := self._twin(m, known, uids)) is not None
         }
-        # Listed at its size under an identity one target acknowledged while another waits:
-        # a content told apart under it since the waiting row was last written (it stands
-        # for a message gone from this place) is the message listed now.
+        # Listed at its size under an identity some target acknowledged: a content told
+        # apart under it since its rows were last written (they stand for a message that
+        # left this place: proven elsewhere, or gone) is the message listed now.
         partly = [
             m
             for m in inventory
@@ -293,7 +293,6 @@ class _Prove(_Fetch):
             and m.num not in twins
             and m.uid in known
             and any(r.done for r in known[m.uid].values())
-            and not all(t in known[m.uid] and known[m.uid][t].done for t in targets)
         ]
         for m in partly:
             since = max(r.updated_at for r in known[m.uid].values())
