@@ -12,7 +12,7 @@ from bridge.identity import Message, key_base
 from bridge.keep import same_listing
 from bridge.ledger import Row, identity_base
 from bridge.poller.fetch import _Fetch
-from bridge.reconcile import Acknowledged, acknowledged, verify
+from bridge.reconcile import Acknowledged, Verdict, acknowledged, verify
 from bridge.webhook import webhook_id
 
 
@@ -346,24 +346,14 @@ class _Prove(_Fetch):
             self._retain.update(s.uid for group in spare.values() for s in group)
         if not checks:
             return [replaced.get(m.num, m) for m in inventory]
-        verdict = await verify(
-            self._client(),
-            mailbox=self.policy.name,
-            candidates=checks,
-            max_message_bytes=self.policy.max_message_bytes,
-        )
-        if verdict.timed_out is not None:
-            # Its proof could not be retrieved in time: leave it alone for a while (it stays
-            # on the server, nothing is posted), reconnect and go on with the others.
-            stuck = verdict.timed_out
-            self.p.unverifiable[stuck.uid] = mono + self.policy.retr_retry_base
-            self._timed_out = stuck
-            self.result.retr_failed += 1
-            self.p.metrics.retr_failed(self.policy.name, "timeout")
-            self.log.warning("reconcile_timed_out", uidl=stuck.uid)
-            failure = self._client().failure
-            assert isinstance(failure, Pop3TimeoutError)
-            raise failure
+        verdict = await self._verify(checks)
+        suspects = self._suspects(inventory, known, replaced, checks, verdict)
+        if suspects:
+            more = await self._verify(suspects)
+            verdict.proven += more.proven
+            verdict.renamed += more.renamed
+            verdict.unreadable += more.unreadable
+            verdict.digests.update(more.digests)
         proven = {m.num for m in verdict.proven}
         # What the proof found decides which deliveries are accounted for: one proven is
         # (by its identity), one whose identity was proven to hold other content is not
@@ -408,6 +398,54 @@ class _Prove(_Fetch):
             self._retain.update(s.uid for group in spare.values() for s in group)
             self.log.warning("reconcile_unreadable", uidl=msg.uid, error=str(error))
         return [replaced.get(m.num, m) for m in inventory]
+
+    async def _verify(self, checks: list[tuple[Message, Acknowledged | None]]) -> Verdict:
+        """Retrieve and compare ``checks`` (:func:`bridge.reconcile.verify`); a retrieval that
+        timed out leaves its message alone for a while (it stays on the server, nothing is
+        posted) and ends this connection (the session reconnects and goes on)."""
+        verdict = await verify(
+            self._client(),
+            mailbox=self.policy.name,
+            candidates=checks,
+            max_message_bytes=self.policy.max_message_bytes,
+        )
+        if verdict.timed_out is not None:
+            stuck = verdict.timed_out
+            until = self.p.clock.monotonic() + self.policy.retr_retry_base
+            self.p.unverifiable[stuck.uid] = until
+            self._timed_out = stuck
+            self.result.retr_failed += 1
+            self.p.metrics.retr_failed(self.policy.name, "timeout")
+            self.log.warning("reconcile_timed_out", uidl=stuck.uid)
+            failure = self._client().failure
+            assert isinstance(failure, Pop3TimeoutError)
+            raise failure
+        return verdict
+
+    def _suspects(
+        self,
+        inventory: list[Message],
+        known: dict[str, dict[str, Row]],
+        replaced: dict[int, Message],
+        checks: list[tuple[Message, Acknowledged | None]],
+        verdict: Verdict,
+    ) -> list[tuple[Message, Acknowledged | None]]:
+        """Listed messages not retrieved now whose identity's acknowledged content (at their
+        size) a message retrieved now was found to hold under another identity: the content
+        moved there (a rebuilt UID list), so the identity may hold another message now. They
+        are retrieved too (a few: at most one per content found moved), so the moved message
+        adopts its delivery and the one listed in its place is posted if it is new."""
+        checked = {m.num for m, _ in checks}
+        moved = {(verdict.digests[old.num], old.size) for old, _ in verdict.renamed}
+        out: list[tuple[Message, Acknowledged | None]] = []
+        for m in inventory:
+            rows = known.get(replaced.get(m.num, m).uid)
+            if m.num in checked or m.num in self._deferred or not rows:
+                continue
+            ack = acknowledged(rows)
+            if ack is not None and same_listing(rows, m.size) and (ack.sha256, m.size) in moved:
+                out.append((m, ack))
+        return out
 
     def _adopt(self, msg: Message, source: str) -> Message:
         """``msg`` is proven to be the message delivered as ``source``: record it as such."""
