@@ -321,7 +321,7 @@ async def test_keep_days_after_a_rebuilt_uid_list_with_a_failed_target(
 # ---------------------------------------------------------------------- r19: failing
 
 
-async def test_r19_a_kept_message_moved_off_a_uidl_new_mail_of_its_size_takes_is_posted_again(
+async def test_r19_a_moved_kept_message_adopts_and_new_mail_in_its_place_is_posted(
     dovecot_u: Dovecot, receiver: WebhookReceiver, tmp_path: Path
 ) -> None:
     """r19 (real Dovecot, %u), keep: true, one target.
@@ -331,7 +331,7 @@ async def test_r19_a_kept_message_moved_off_a_uidl_new_mail_of_its_size_takes_is
     size delivered: 1, 2, 3 are now UIDLs 1, 2, 3 and 4 is UIDL 4, at the very size 3 was
     acknowledged with under UIDL 4.
 
-    What happens: 1 and 2 are compared and found moved (the common size is loose: UIDL 3,
+    Before the fix (r19): 1 and 2 are compared and found moved (the common size is loose: UIDL 3,
     acknowledged at it, lists the other size now). UIDL 3 (it named 2) is a reused
     identity: retrieved, and although its content is byte for byte the delivery
     acknowledged under UIDL 4, it is posted again as new (3~<hash>, a new webhook-id).
@@ -352,7 +352,7 @@ async def test_r19_a_kept_message_moved_off_a_uidl_new_mail_of_its_size_takes_is
     assert posted == ALL
 
 
-async def test_r19_a_partly_acknowledged_message_moved_by_a_rebuild_is_posted_again(
+async def test_r19_a_partly_acknowledged_message_moved_by_a_rebuild_is_posted_once(
     dovecot_u: Dovecot, receiver: WebhookReceiver, audit: WebhookReceiver, tmp_path: Path
 ) -> None:
     """r19 (real Dovecot, %u), keep: true, targets main and audit.
@@ -363,7 +363,7 @@ async def test_r19_a_partly_acknowledged_message_moved_by_a_rebuild_is_posted_ag
     UIDL 2 (the partly acknowledged one), 3 is UIDL 3 (it named 2, another size), 4 is UIDL
     4 (it named 3, another size). audit answers 200 again.
 
-    What happens: 3 and 4 are right (3 found moved, 4 posted once). But 1 under UIDL 1 is
+    Before the fix (r19): 3 and 4 are right (3 found moved, 4 posted once). But 1 under UIDL 1 is
     "not the one acknowledged under it" and posted as new (1~<hash>) to both targets: main
     gets it a second time; 2 under UIDL 2 is "another message was acknowledged under this
     identity" and posted as new (2~<hash>) to both: main and audit a second time. Then UIDL
@@ -384,7 +384,7 @@ async def test_r19_a_partly_acknowledged_message_moved_by_a_rebuild_is_posted_ag
     assert b"RETR" not in sent, f"retrieving at every poll: {results}"
 
 
-async def test_r19_new_mail_under_a_partly_acknowledged_uidl_is_retrieved_at_every_poll(
+async def test_r19_new_mail_under_a_partly_acknowledged_uidl_is_not_retrieved_again(
     dovecot_u: Dovecot, receiver: WebhookReceiver, audit: WebhookReceiver, tmp_path: Path
 ) -> None:
     """r19 (real Dovecot, %u), keep: true, targets main and audit.
@@ -394,7 +394,7 @@ async def test_r19_new_mail_under_a_partly_acknowledged_uidl_is_retrieved_at_eve
     will never get it), the UID list rebuilt, and a new message 4 of 3's size delivered:
     it is UIDL 4, at the size main acknowledged 3 with. audit answers 200 again.
 
-    What happens: 4 is retrieved, told apart from 3 by content and posted once to each
+    Before the fix (r19): 4 is retrieved, told apart from 3 by content and posted once to each
     target (4~<hash>), right. But UIDL 4 is then retrieved again at every poll, for ever
     ("another message was acknowledged under this identity"): audit's row for 3 under UIDL
     4 never settles although 4~<hash> is known.
@@ -409,7 +409,7 @@ async def test_r19_new_mail_under_a_partly_acknowledged_uidl_is_retrieved_at_eve
     assert b"RETR" not in sent, f"retrieved at each of {len(results)} sessions: {results}"
 
 
-async def test_r19_keep_days_retrieves_mail_under_a_moved_deletions_uidl_at_every_poll(
+async def test_r19_keep_days_leaves_mail_under_a_moved_deletions_uidl_alone(
     dovecot_u: Dovecot, receiver: WebhookReceiver, tmp_path: Path
 ) -> None:
     """r19 (real Dovecot, %u), keep: true, keep_days: 3, one target.
@@ -418,7 +418,7 @@ async def test_r19_keep_days_retrieves_mail_under_a_moved_deletions_uidl_at_ever
     deleted in the maildir, the UID list rebuilt, and a new message 4 of 3's size delivered
     (UIDL 4, which named 3); every acknowledgement aged 4 days.
 
-    What happens: the next session proves 1, 2, 3 under their new UIDLs 1, 2, 3 and deletes
+    Before the fix (r19): the next session proves 1, 2, 3 under their new UIDLs 1, 2, 3 and deletes
     them, and posts 4 once: right. But every later session sends RETR 1 (message 4, under
     UIDL 4) and deletes and posts nothing, for ever (it looks as if UIDL 4 still counted as
     3's delivery due for deletion, although 3 was proven elsewhere and deleted).
@@ -440,7 +440,7 @@ async def test_r19_keep_days_retrieves_mail_under_a_moved_deletions_uidl_at_ever
     assert b"RETR" not in sent, f"retrieved at each of {len(results)} sessions: {results}"
 
 
-async def test_r19_keep_days_two_targets_retrieve_under_a_moved_deletions_uidl_at_every_poll(
+async def test_r19_keep_days_two_targets_leave_mail_under_a_moved_deletions_uidl_alone(
     dovecot_u: Dovecot, receiver: WebhookReceiver, audit: WebhookReceiver, tmp_path: Path
 ) -> None:
     """r19 (real Dovecot, %u), keep: true, keep_days: 3, targets main and audit.
@@ -450,7 +450,7 @@ async def test_r19_keep_days_two_targets_retrieve_under_a_moved_deletions_uidl_a
     2, 3), a new message 4 (common size) delivered (UIDL 4); every acknowledgement aged 4
     days; audit answers 200 again.
 
-    What happens: 1 and 3 are proven and deleted, 2 found moved and posted to audit only, 4
+    Before the fix (r19): 1 and 3 are proven and deleted, 2 found moved and posted to audit only, 4
     posted once to each: right. But every later session retrieves message 2 (UIDL 2, which
     named 1, proven under UIDL 1 and deleted there) and deletes and posts nothing, for ever;
     SessionResult.fetched says 0.
