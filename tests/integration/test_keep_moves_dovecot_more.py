@@ -494,3 +494,34 @@ async def test_one_message_per_session_across_a_rebuild(
     else:
         assert box.user.count() == 4
         assert b"DELE" not in sent
+
+
+# ------------------------------------------------------------------ r20: failing
+
+
+async def test_r20_new_mail_after_a_second_rebuild_is_posted(
+    dovecot_u: Dovecot, receiver: WebhookReceiver, tmp_path: Path
+) -> None:
+    """r20 (real Dovecot, %u), keep: true, one target.
+
+    Sequence: 0, 1 (common size S), 2 (other size O), 3 (S), 4 (O), 5 (S) delivered and kept
+    as UIDLs 1-6. 1 and 4 are deleted in the maildir, the UID list rebuilt, 6 (S) and 7 (O)
+    delivered: UIDLs 1-6 are 0, 2, 3, 5, 6, 7. Settled rightly: 2, 3, 5 found moved
+    (rows 2~, 3~, 4~ written next to the old rows 2, 3, 4), 6 and 7 posted once (5~, 6~
+    next to the old rows 5 (4, O) and 6 (5, S)); the next session is idle. Then 3 is deleted
+    in the maildir, the UID list rebuilt again and 8 (S) delivered: UIDLs 1-6 are 0, 2, 5,
+    6, 7, 8, sizes S O S S O S, where the last session listed S O S S S O: UIDLs 5 and 6
+    changed size.
+
+    What happens: no message is retrieved (fetched=0, kept=6) in that session or any later:
+    8 is never posted. UIDL 5 at O is taken for the old row 5 (message 4, deleted in the
+    maildir at the first rebuild and told apart under UIDL 5 since), UIDL 6 at S for the old
+    row 6 (message 5, found moved to UIDL 4 at the first rebuild, so now claimed by UIDLs 4
+    and 6 at once), UIDL 3 for 3~ (message 3, deleted). With Dovecot's default UIDL format
+    the same sequence passes (test above).
+
+    Expected: UIDLs whose size changed since the last session (or whose only matching record
+    is one superseded by a content told apart under it) are retrieved: 7 is found moved, 8
+    posted once, nothing posted again, then an idle session retrieves nothing."""
+    box = Box(dovecot_u, tmp_path / "data", {"main": receiver.url})
+    await _two_deletions_then_a_second_rebuild(box, receiver)
