@@ -164,10 +164,10 @@ async def verify(
             try:
                 head = await client.top(num, 0)
             except Pop3ResponseError as exc:
+                waiting.pop(0)
                 verdict.unreadable.append((msg, exc))
                 continue
-            finally:
-                waiting.pop(0)
+            waiting.pop(0)  # not before: a TOP that timed out names its message (below)
             decide(msg, ack, content_digest(head + b"size:%d" % msg.size, head_only=True))
         passes = [(small, limit)] + [([n], cap) for n, cap in large.items()]
         for nums, cap in passes:

@@ -44,6 +44,7 @@ class _Prove(_Fetch):
         loose: set[int],
         waited: set[int],
         optional: list[tuple[Message, Acknowledged | None]],
+        stale: set[int],
     ) -> list[tuple[Message, Acknowledged | None]]:
         """With keep: the candidates to prove now (and the twins to take for the messages
         in ``waited``: listed under an identity some target still waits for).
@@ -60,7 +61,7 @@ class _Prove(_Fetch):
         message left its place now (``loose``) go to ``optional``: one of them may be that
         message, moved, and another message under its identity (positional UIDLs after a
         deletion in a mail client), which keep would not notice at the same size
-        (:meth:`_compare_loose`)."""
+        (:meth:`_compare_loose`). So are those whose rows are ``stale``."""
         now = self.p.clock.time()
         prove: list[tuple[Message, Acknowledged | None]] = []
         for msg, ack in candidates:
@@ -82,7 +83,7 @@ class _Prove(_Fetch):
                     # another content is renamed under the listed identity and posted.
                     prove.append((msg, acknowledged(rows)))
                 continue
-            if not self._holds(rows, now):
+            if not self._holds(rows, now) or msg.num in stale:
                 prove.append((msg, ack))
             elif msg.size in loose:
                 optional.append((msg, ack))
@@ -121,6 +122,43 @@ class _Prove(_Fetch):
         return Message(
             num=msg.num, uid=key, size=msg.size, webhook_id=webhook_id(self.policy.name, key)
         )
+
+    @staticmethod
+    def _superseded(uid: str, known: dict[str, dict[str, Row]], since: float) -> bool:
+        """True when a content of ``uid`` was told apart under it (``<uid>~<hash>``, at any
+        size) after ``since``: its own rows may stand for a message that left."""
+        base = key_base(uid)
+        return any(
+            key != uid
+            and identity_base(key) == base
+            and max(r.updated_at for r in rows.values()) > since
+            for key, rows in known.items()
+        )
+
+    def _waiting_for(
+        self,
+        partly: list[Message],
+        known: dict[str, dict[str, Row]],
+        twins: dict[int, Message],
+        chosen: set[int],
+    ) -> list[tuple[Message, Acknowledged | None]]:
+        """The messages some target acknowledged and another is due to get now (its breaker
+        not open): compared with what was acknowledged, with the other proofs."""
+        now = self.p.clock.time()
+        blocked = self._open_targets()
+        out: list[tuple[Message, Acknowledged | None]] = []
+        for m in partly:
+            rows = known[m.uid]
+            if m.num in twins or m.num in chosen:
+                continue
+            due = [
+                t
+                for t in self.policy.targets
+                if t not in blocked and (t not in rows or rows[t].due(now))
+            ]
+            if due:
+                out.append((m, acknowledged(rows)))
+        return out
 
     def _trusted(self, twins: dict[int, Message], loose: set[int]) -> dict[int, Message]:
         """The ``twins`` that may be taken without a download: those of a size at which no
@@ -283,36 +321,53 @@ class _Prove(_Fetch):
             for m in unsettled
             if m.uid in known and (twin := self._twin(m, known, uids)) is not None
         }
-        # Listed at its size under an identity some target acknowledged: a content told
-        # apart under it since its rows were last written (they stand for a message that
-        # left this place: proven elsewhere, or gone) is the message listed now.
+        # Listed at its size under a UIDL some target acknowledged: a content told apart under
+        # it since its rows were last written (they stand for a message that left this place:
+        # proven elsewhere, or gone) is the message listed now; one told apart since at
+        # another size makes its rows stale (``stale``: retrieved and compared). Not for
+        # header identities, which several messages share at once.
         partly = [
             m
             for m in inventory
             if m.num not in self._deferred
             and m.num not in twins
+            and not m.uid.startswith("hdr:")
             and m.uid in known
+            and same_listing(known[m.uid], m.size)
             and any(r.done for r in known[m.uid].values())
         ]
+        stale: set[int] = set()
         for m in partly:
             since = max(r.updated_at for r in known[m.uid].values())
             twin = self._twin(m, known, uids, after=since)
             if twin is not None:
                 twins[m.num] = twin
+            elif self._superseded(m.uid, known, since):
+                stale.add(m.num)
         loose = self._loose(inventory, known, twins)
         twins = self._trusted(twins, loose)
         orphans = Counter(m.size for m in unsettled if m.num not in twins)
         replaced: dict[int, Message] = {}
         optional: list[tuple[Message, Acknowledged | None]] = []
+        # A message with a twin whose own identity's rows are not all done (another message,
+        # partly delivered) is that twin too: kept, or delivered after a content check.
+        chosen = {m.num for m, _ in candidates}
+        waited = {m.num for m in unsettled + partly if m.num in twins and m.num not in chosen}
+        extra: list[tuple[Message, Acknowledged | None]] = [
+            (m, None) for m in unsettled + partly if m.num in waited
+        ]
         if self.policy.keep:
-            # A message with a twin whose own identity some target still waits for (another
-            # message, partly delivered) is that twin too: kept without a download.
-            chosen = {m.num for m, _ in candidates}
-            waited = {m.num for m in unsettled + partly if m.num in twins and m.num not in chosen}
-            candidates += [(m, None) for m in unsettled + partly if m.num in waited]
             candidates = self._keep_apart(
-                candidates, known, replaced, twins, orphans, loose, waited, optional
+                candidates + extra, known, replaced, twins, orphans, loose, waited, optional, stale
             )
+        else:
+            candidates += self._keep_apart(
+                extra, known, replaced, twins, orphans, loose, waited, optional, stale
+            )
+        # One some target still waits for, and is due to get now, is retrieved anyway: it is
+        # compared here, with the others, so a message that moved onto its identity adopts
+        # the delivery there and its own message (moved elsewhere) is found.
+        candidates += self._waiting_for(partly, known, twins, chosen)
         listed = {replaced.get(m.num, m).uid: m.size for m in inventory}
         spare = self._spare(listed, known)
         lookalikes: list[tuple[Message, Acknowledged | None]] = []
