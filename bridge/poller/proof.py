@@ -402,13 +402,7 @@ class _Prove(_Fetch):
         if not checks:
             return [replaced.get(m.num, m) for m in inventory]
         verdict = await self._verify(checks)
-        suspects = self._suspects(inventory, known, replaced, checks, verdict)
-        if suspects:
-            more = await self._verify(suspects)
-            verdict.proven += more.proven
-            verdict.renamed += more.renamed
-            verdict.unreadable += more.unreadable
-            verdict.digests.update(more.digests)
+        await self._follow_moves(inventory, known, replaced, checks, verdict)
         proven = {m.num for m in verdict.proven}
         # What the proof found decides which deliveries are accounted for: one proven is
         # (by its identity), one whose identity was proven to hold other content is not
@@ -417,8 +411,14 @@ class _Prove(_Fetch):
         spare = self._spare(
             {found.get(m.num, replaced.get(m.num, m).uid): m.size for m in inventory}, known
         )
+        for msg in verdict.proven:
+            if msg.num not in looks:  # its rows are what the identity holds (not stale)
+                uid = replaced.get(msg.num, msg).uid
+                self.p.ledger.mark_proven(self.policy.name, uid, self.p.clock.time())
         checked = [(m, m) for m in verdict.proven if m.num in looks] + verdict.renamed
         for old, new in checked:
+            if old.num in self._deferred:
+                continue  # where its content was delivered is not known yet
             group = spare.get(verdict.digests[old.num], [])
             moved = next((s for s in group if s.size == old.size), None)
             if new.uid in known and old.num not in looks:
@@ -450,8 +450,9 @@ class _Prove(_Fetch):
             )
         for msg, error in verdict.unreadable:
             self._defer(msg)
-            self._retain.update(s.uid for group in spare.values() for s in group)
             self.log.warning("reconcile_unreadable", uidl=msg.uid, error=str(error))
+        if self._deferred:
+            self._retain.update(s.uid for group in spare.values() for s in group)
         return [replaced.get(m.num, m) for m in inventory]
 
     async def _verify(self, checks: list[tuple[Message, Acknowledged | None]]) -> Verdict:
@@ -477,30 +478,59 @@ class _Prove(_Fetch):
             raise failure
         return verdict
 
-    def _suspects(
+    async def _follow_moves(
         self,
         inventory: list[Message],
         known: dict[str, dict[str, Row]],
         replaced: dict[int, Message],
         checks: list[tuple[Message, Acknowledged | None]],
         verdict: Verdict,
-    ) -> list[tuple[Message, Acknowledged | None]]:
-        """Listed messages not retrieved now whose identity's acknowledged content (at their
-        size) a message retrieved now was found to hold under another identity: the content
-        moved there (a rebuilt UID list), so the identity may hold another message now. They
-        are retrieved too (a few: at most one per content found moved), so the moved message
-        adopts its delivery and the one listed in its place is posted if it is new."""
+    ) -> None:
+        """Retrieve too the listed messages not retrieved now whose identity's acknowledged
+        content (at their size) a retrieved message was found to hold under another
+        identity: the content moved there (a rebuilt UID list moves every later message onto
+        its predecessor's UIDL), so the identity may hold another message now, which may
+        have moved too (followed until no new one). The moved messages then adopt their
+        deliveries and the one listed in their place is posted if it is new. A moved message
+        whose suspect cannot be retrieved now is deferred (neither posted nor deleted)."""
         checked = {m.num for m, _ in checks}
-        moved = {(verdict.digests[old.num], old.size) for old, _ in verdict.renamed}
-        out: list[tuple[Message, Acknowledged | None]] = []
+        fresh = verdict.renamed
+        while fresh:
+            moved: dict[tuple[str, int], list[int]] = {}
+            for old, _ in fresh:
+                moved.setdefault((verdict.digests[old.num], old.size), []).append(old.num)
+            suspects: list[tuple[Message, Acknowledged | None]] = []
+            pointing: dict[int, list[int]] = {}
+            for m in inventory:
+                rows = known.get(replaced.get(m.num, m).uid)
+                if m.num in checked or not rows or not same_listing(rows, m.size):
+                    continue
+                ack = acknowledged(rows)
+                nums = moved.get((ack.sha256, m.size), []) if ack and ack.sha256 else []
+                if not nums:
+                    continue
+                if m.num in self._deferred:  # its proof waits (timed out before)
+                    self._hold_back(inventory, nums)
+                    continue
+                suspects.append((m, ack))
+                pointing[m.num] = nums
+                checked.add(m.num)
+            if not suspects:
+                return
+            more = await self._verify(suspects)
+            verdict.proven += more.proven
+            verdict.renamed += more.renamed
+            verdict.unreadable += more.unreadable
+            verdict.digests.update(more.digests)
+            for msg, _ in more.unreadable:
+                self._hold_back(inventory, pointing[msg.num])
+            fresh = more.renamed
+
+    def _hold_back(self, inventory: list[Message], nums: list[int]) -> None:
+        """Defer the messages ``nums`` (moved: where they were delivered is not known yet)."""
         for m in inventory:
-            rows = known.get(replaced.get(m.num, m).uid)
-            if m.num in checked or m.num in self._deferred or not rows:
-                continue
-            ack = acknowledged(rows)
-            if ack is not None and same_listing(rows, m.size) and (ack.sha256, m.size) in moved:
-                out.append((m, ack))
-        return out
+            if m.num in nums:
+                self._defer(m)
 
     def _adopt(self, msg: Message, source: str) -> Message:
         """``msg`` is proven to be the message delivered as ``source``: record it as such."""
