@@ -114,12 +114,15 @@ class Lifecycle(Reads):
 
         Sets ``updated_at``: of an identity's content keys at one size, the one proven last
         is taken for the message listed under it (:meth:`~bridge.poller.proof._Prove._twin`).
-        A hint, not a delivery fact: committed without an fsync."""
+        A hint, not a delivery fact: committed without an fsync. Clears a proof backoff
+        (:meth:`mark_proof_failed`)."""
         stamp = self._now(now)
         self._run(
             "mark_proven",
             lambda c: c.execute(
-                "UPDATE deliveries SET updated_at = ? WHERE mailbox = ? AND uidl = ?",
+                "UPDATE deliveries SET updated_at = ?, retr_failures = 0, next_attempt_at = "
+                "CASE WHEN state IN ('acked', 'dead_lettered') THEN NULL ELSE next_attempt_at END "
+                "WHERE mailbox = ? AND uidl = ?",
                 (stamp, mailbox, uidl),
             ),
             durable=True,

@@ -135,6 +135,32 @@ class Transitions(Store):
 
         return self._run("mark_parked", work, durable=True)
 
+    def mark_proof_failed(
+        self, mailbox: str, uidl: str, *, backoff_base: float, now: float | None = None
+    ) -> float:
+        """The message could not be retrieved for its proof (``-ERR``, timed out): it is not
+        asked for again before the returned time, ``backoff_base`` doubling with each
+        consecutive failure (as :meth:`mark_retr_failed`). Done rows keep their state (their
+        ``next_attempt_at`` is otherwise unused); a row still due waits as long."""
+        stamp = self._now(now)
+
+        def work(conn: sqlite3.Connection) -> float:
+            found = conn.execute(
+                "SELECT MAX(retr_failures) FROM deliveries WHERE mailbox = ? AND uidl = ?",
+                (mailbox, uidl),
+            ).fetchone()
+            failures = int(found[0] or 0) + 1
+            when = stamp + park_backoff(failures, base=backoff_base, cap=self._park_max)
+            conn.execute(
+                "UPDATE deliveries SET retr_failures = ?, "
+                "next_attempt_at = MAX(COALESCE(next_attempt_at, 0), ?) "
+                "WHERE mailbox = ? AND uidl = ?",
+                (failures, when, mailbox, uidl),
+            )
+            return when
+
+        return float(self._run("mark_proof_failed", work, durable=True))
+
     def mark_retr_failed(
         self,
         mailbox: str,

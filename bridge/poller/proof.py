@@ -124,12 +124,16 @@ class _Prove(_Fetch):
         )
 
     @staticmethod
-    def _superseded(uid: str, known: dict[str, dict[str, Row]], since: float) -> bool:
+    def _superseded(
+        uid: str, known: dict[str, dict[str, Row]], since: float, listed: set[str]
+    ) -> bool:
         """True when a content of ``uid`` was told apart under it (``<uid>~<hash>``, at any
-        size) after ``since``: its own rows may stand for a message that left."""
+        size, not listed itself now) after ``since``: its own rows may stand for a message
+        that left."""
         base = key_base(uid)
         return any(
             key != uid
+            and key not in listed
             and identity_base(key) == base
             and max(r.updated_at for r in rows.values()) > since
             for key, rows in known.items()
@@ -141,9 +145,17 @@ class _Prove(_Fetch):
         known: dict[str, dict[str, Row]],
         twins: dict[int, Message],
         chosen: set[int],
+        loose: set[int],
+        optional: list[tuple[Message, Acknowledged | None]],
     ) -> list[tuple[Message, Acknowledged | None]]:
         """The messages some target acknowledged and another is due to get now (its breaker
-        not open): compared with what was acknowledged, with the other proofs."""
+        not open): compared with what was acknowledged, with the other proofs. Those not due
+        now, of a size at which a delivered message left its place (``loose``), go to
+        ``optional`` (compared once, :meth:`_compare_loose`). Not with ``strict_order``,
+        which may hold them back behind another message (they would be retrieved at every
+        poll and not delivered)."""
+        if self.policy.strict_order:
+            return []
         now = self.p.clock.time()
         blocked = self._open_targets()
         out: list[tuple[Message, Acknowledged | None]] = []
@@ -158,6 +170,8 @@ class _Prove(_Fetch):
             ]
             if due:
                 out.append((m, acknowledged(rows)))
+            elif m.size in loose:
+                optional.append((m, acknowledged(rows)))
         return out
 
     def _trusted(self, twins: dict[int, Message], loose: set[int]) -> dict[int, Message]:
@@ -299,8 +313,13 @@ class _Prove(_Fetch):
         self._listed = {m.num: m.uid for m in inventory}
         mono = self.p.clock.monotonic()
         later = {uid for uid, until in self.p.unverifiable.items() if until > mono}
+        now = self.p.clock.time()
         for msg in inventory:
-            if msg.uid in later:
+            mine = known.get(msg.uid, {}).values()
+            aside = all(r.done for r in mine) and any(
+                r.next_attempt_at is not None and r.next_attempt_at > now for r in mine
+            )  # its proof retrieval failed lately (Ledger.mark_proof_failed)
+            if msg.uid in later or aside:
                 self._defer(msg)
         candidates = [
             (m, acknowledged(known[m.uid]))
@@ -342,7 +361,7 @@ class _Prove(_Fetch):
             twin = self._twin(m, known, uids, after=since)
             if twin is not None:
                 twins[m.num] = twin
-            elif self._superseded(m.uid, known, since):
+            elif self._superseded(m.uid, known, since, uids):
                 stale.add(m.num)
         loose = self._loose(inventory, known, twins)
         twins = self._trusted(twins, loose)
@@ -367,7 +386,7 @@ class _Prove(_Fetch):
         # One some target still waits for, and is due to get now, is retrieved anyway: it is
         # compared here, with the others, so a message that moved onto its identity adopts
         # the delivery there and its own message (moved elsewhere) is found.
-        candidates += self._waiting_for(partly, known, twins, chosen)
+        candidates += self._waiting_for(partly, known, twins, chosen, loose, optional)
         listed = {replaced.get(m.num, m).uid: m.size for m in inventory}
         spare = self._spare(listed, known)
         lookalikes: list[tuple[Message, Acknowledged | None]] = []
@@ -450,6 +469,9 @@ class _Prove(_Fetch):
             )
         for msg, error in verdict.unreadable:
             self._defer(msg)
+            self._put_aside(msg)
+            self.result.retr_failed += 1
+            self.p.metrics.retr_failed(self.policy.name, "refused")
             self.log.warning("reconcile_unreadable", uidl=msg.uid, error=str(error))
         if self._deferred:
             self._retain.update(s.uid for group in spare.values() for s in group)
@@ -467,8 +489,7 @@ class _Prove(_Fetch):
         )
         if verdict.timed_out is not None:
             stuck = verdict.timed_out
-            until = self.p.clock.monotonic() + self.policy.retr_retry_base
-            self.p.unverifiable[stuck.uid] = until
+            self._put_aside(stuck)
             self._timed_out = stuck
             self.result.retr_failed += 1
             self.p.metrics.retr_failed(self.policy.name, "timeout")
@@ -523,14 +544,28 @@ class _Prove(_Fetch):
             verdict.unreadable += more.unreadable
             verdict.digests.update(more.digests)
             for msg, _ in more.unreadable:
+                self._put_aside(msg)
                 self._hold_back(inventory, pointing[msg.num])
             fresh = more.renamed
 
     def _hold_back(self, inventory: list[Message], nums: list[int]) -> None:
-        """Defer the messages ``nums`` (moved: where they were delivered is not known yet)."""
+        """Defer the messages ``nums`` (moved: where they were delivered is not known yet)
+        for as long as the message they wait for is put aside."""
         for m in inventory:
             if m.num in nums:
                 self._defer(m)
+                self._put_aside(m)
+
+    def _put_aside(self, msg: Message) -> None:
+        """Leave ``msg`` alone (not retrieved for its proof) for a while: ``retr_retry_base``
+        after its first failure, doubling with each, as a failed RETR. Remembered by the
+        ledger for a known identity (also across processes: ``once`` from cron), in memory
+        for the others."""
+        until = self.p.ledger.mark_proof_failed(
+            self.policy.name, msg.uid, backoff_base=self.policy.retr_retry_base
+        )
+        wait = max(until - self.p.clock.time(), self.policy.retr_retry_base)
+        self.p.unverifiable[msg.uid] = self.p.clock.monotonic() + wait
 
     def _adopt(self, msg: Message, source: str) -> Message:
         """``msg`` is proven to be the message delivered as ``source``: record it as such."""

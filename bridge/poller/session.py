@@ -56,7 +56,7 @@ class Poller:
         self.claim_check = claim_check  # attachments by reference; None: no content store
         self._lock = asyncio.Lock()
         self.unverifiable: dict[str, float] = {}
-        """Acknowledged messages whose proof timed out: uid -> monotonic time to try again."""
+        """Messages whose proof retrieval failed: uid -> monotonic time to try again."""
 
     @property
     def name(self) -> str:

@@ -9,8 +9,10 @@ counts as delivered, so with strict_order the mail after it is posted before it.
 
 from __future__ import annotations
 
+import sqlite3
 from pathlib import Path
 
+from bridge.ledger import DEFAULT_FILENAME
 from tests.integration.kit import make_message
 from tests.receiver import WebhookReceiver
 from tests.regressions.test_r12_unreadable_wedge import _Damaged
@@ -42,6 +44,8 @@ async def test_strict_order_holds_mail_behind_a_new_message_under_a_reused_uidl(
         for _ in range(2):
             await _session(config)
         server.damaged = set()
+        with sqlite3.connect(tmp_path / DEFAULT_FILENAME) as conn:  # its backoff passed
+            conn.execute("UPDATE deliveries SET next_attempt_at = NULL")
         for _ in range(2):
             await _session(config)
         subjects = [r.json()["subject"] for r in receiver.requests]

@@ -15,11 +15,13 @@ That is the very outcome the second ``verify`` was added to prevent (r19, Doveco
 from __future__ import annotations
 
 import asyncio
+import sqlite3
 from collections import Counter
 from pathlib import Path
 
 import pytest
 
+from bridge.ledger import DEFAULT_FILENAME
 from tests.fakes.pop3server import FakePop3Server, Fault
 from tests.integration.kit import make_message
 from tests.receiver import WebhookReceiver
@@ -43,7 +45,8 @@ async def test_a_suspect_that_cannot_be_retrieved_holds_back_the_moved_message(
     size) and holds A; UIDL 2 is the suspect, and its RETR (the second one) times out or is
     refused once. A is then posted again as 1~<hash>, and N, under UIDL 2 at A's size, is
     kept without a download for ever: never posted. Expected: each message posted once (A
-    not again, N once), as when the suspect's RETR succeeds."""
+    not again, N once), as when the suspect's RETR succeeds (once the backoff it earned,
+    Ledger.mark_proof_failed, has passed)."""
     p = make_message(0, body="p, short\n")
     a = make_message(1, body="a, the longer one here\n")
     n = make_message(2, body="n, the longer one HERE\n")
@@ -61,7 +64,9 @@ async def test_a_suspect_that_cannot_be_retrieved_holds_back_the_moved_message(
         server.faults.append(fault)
         for _ in range(3):
             await _session_result(config)
-            await asyncio.sleep(2.5)  # the suspect is no longer unverifiable; the stall ends
+            await asyncio.sleep(2.5)  # the stall ends
+            with sqlite3.connect(tmp_path / DEFAULT_FILENAME) as conn:  # the backoff passed
+                conn.execute("UPDATE deliveries SET next_attempt_at = NULL")
         posted = Counter(r.json()["subject"] for r in receiver.requests if r.answered == 200)
         assert posted["message 1"] == 1, f"A posted again: {posted}; {server.commands}"
         assert posted["message 2"] == 1, f"N never posted: {posted}; {server.commands}"
