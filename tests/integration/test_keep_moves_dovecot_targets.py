@@ -525,3 +525,38 @@ async def test_keep_off_rebuild_between_the_lost_quit_and_recovery_with_a_target
     assert _posted(audit) == _all(0, 1, 2, 3), f"audit: {_posted(audit)}\n{box.why()}"
     assert _on_server(box.user) == [], box.why()
     _assert_idle(sent, box)
+
+
+# ------------------------------------------------------------------ r21: failing
+
+
+@pytest.mark.parametrize("fault", [None, "lost QUIT reply"])
+async def test_r21_keep_off_a_partly_acknowledged_message_moved_onto_another_uidl_is_posted_once(
+    dovecot_u: Dovecot,
+    receiver: WebhookReceiver,
+    audit: WebhookReceiver,
+    tmp_path: Any,
+    fault: str | None,
+) -> None:
+    """r21 (real Dovecot, %u), keep off, targets main and audit.
+
+    Sequence: audit answers 500 for 1 and 3. 0, 1, 2 (common size S) and 3 (other size O)
+    delivered as UIDLs 1-4: 0 and 2 reach both and are deleted (with ``fault`` the QUIT reply
+    is lost: Dovecot deleted them, the bridge does not know); 1 (UIDL 2) and 3 (UIDL 4) stay,
+    main acknowledged them, audit waits. The UID list is rebuilt and 4 (S) and 5 (O)
+    delivered: UIDLs 1-4 are 1 (S), 3 (O), 4 (S), 5 (O). audit answers 200 again.
+
+    What happens: 1 is found moved (UIDL 1, delivered_as=2) and reaches audit only, right; 4
+    and 5 are told apart under UIDLs 3 and 4 and posted once, right (5 is at the very size 3
+    was acknowledged with under UIDL 4). But 3 under UIDL 2 (listed at O where 1 was
+    acknowledged at S) is "another message was acknowledged under this identity: posted as
+    new" (2~<hash>) and posted to main a second time, under a new webhook-id, although its
+    content is byte for byte what main acknowledged under UIDL 4 (whose message was just found
+    to be another one). The same with the QUIT reply lost. Dovecot's default UIDL format
+    passes (test above); with keep the one-target version was fixed in r19.
+
+    Expected: 3 carries main's delivery from UIDL 4 over (found moved) and reaches audit
+    once, not main again; each message reaches each target once; the server ends empty."""
+    await _partly_acknowledged_across_a_rebuild(
+        dovecot_u, receiver, audit, tmp_path / "data", fault
+    )
