@@ -149,7 +149,9 @@ class _Prove(_Fetch):
         optional: list[tuple[Message, Acknowledged | None]],
     ) -> list[tuple[Message, Acknowledged | None]]:
         """The messages some target acknowledged and another is due to get now (its breaker
-        not open): compared with what was acknowledged, with the other proofs. Those not due
+        not open), at their size or not: compared with what was acknowledged, with the other
+        proofs (one listed at another size is another message: if it moved from an identity
+        found to hold other content now, it adopts the delivery there). Those not due
         now, of a size at which a delivered message left its place (``loose``), go to
         ``optional`` (compared once, :meth:`_compare_loose`). Not with ``strict_order``,
         which may hold them back behind another message (they would be retrieved at every
@@ -386,12 +388,20 @@ class _Prove(_Fetch):
         # One some target still waits for, and is due to get now, is retrieved anyway: it is
         # compared here, with the others, so a message that moved onto its identity adopts
         # the delivery there and its own message (moved elsewhere) is found.
-        candidates += self._waiting_for(partly, known, twins, chosen, loose, optional)
+        waiting_known = [
+            m
+            for m in inventory
+            if m.num not in self._deferred
+            and m.uid in known
+            and any(r.done for r in known[m.uid].values())
+        ]
+        candidates += self._waiting_for(waiting_known, known, twins, chosen, loose, optional)
         listed = {replaced.get(m.num, m).uid: m.size for m in inventory}
         spare = self._spare(listed, known)
         lookalikes: list[tuple[Message, Acknowledged | None]] = []
+        proving = {m.num for m, _ in candidates}
         for m in inventory:
-            if m.num in self._deferred:
+            if m.num in self._deferred or m.num in proving:
                 continue
             was = known.get(m.uid)
             if m.num in replaced or (

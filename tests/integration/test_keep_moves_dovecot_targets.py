@@ -546,7 +546,7 @@ async def test_r21_keep_off_a_partly_acknowledged_message_moved_onto_another_uid
     main acknowledged them, audit waits. The UID list is rebuilt and 4 (S) and 5 (O)
     delivered: UIDLs 1-4 are 1 (S), 3 (O), 4 (S), 5 (O). audit answers 200 again.
 
-    What happens: 1 is found moved (UIDL 1, delivered_as=2) and reaches audit only, right; 4
+    Before the fix (r21): 1 is found moved (UIDL 1, delivered_as=2) and reaches audit only, right; 4
     and 5 are told apart under UIDLs 3 and 4 and posted once, right (5 is at the very size 3
     was acknowledged with under UIDL 4). But 3 under UIDL 2 (listed at O where 1 was
     acknowledged at S) is "another message was acknowledged under this identity: posted as
