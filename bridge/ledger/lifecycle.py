@@ -74,6 +74,10 @@ class Lifecycle(Reads):
                 "updated_at": "?",
                 "dele_sent_at": "NULL",
                 "committed_at": "NULL",
+                # a proof backoff (mark_proof_failed) was about the source's place
+                "retr_failures": "0",
+                "next_attempt_at": "CASE WHEN state IN ('acked', 'dead_lettered') "
+                "THEN NULL ELSE next_attempt_at END",
             }.get(c, c)
             for c in columns
         )

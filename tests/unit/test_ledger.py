@@ -437,3 +437,27 @@ def test_migration_from_version_2_takes_acked_at_from_the_last_update(tmp_path: 
         assert book.rows_for(MB, "waiting")["crm"].acked_at is None
     with sqlite3.connect(path) as conn:
         assert conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 3
+
+
+def test_a_failed_proof_backs_off_doubling_and_a_proof_or_an_adoption_clears_it(
+    ledger: Ledger,
+) -> None:
+    """mark_proof_failed: every row of the identity waits (done rows too: that is what holds
+    a kept message's proof back), the wait doubling with each failure; mark_proven clears it
+    on done rows; adopt does not carry it to the identity that adopts the delivery."""
+    seed(ledger, "a", targets=("crm", "audit"))
+    ledger.mark_acked(MB, "a", "crm", T0, content=(100, "f" * 64))
+    first = ledger.mark_proof_failed(MB, "a", backoff_base=120.0, now=T0)
+    second = ledger.mark_proof_failed(MB, "a", backoff_base=120.0, now=T0)
+    assert (first, second) == (T0 + 120.0, T0 + 240.0)
+    rows = ledger.rows_for(MB, "a")
+    assert {t: r.next_attempt_at for t, r in rows.items()} == {"crm": second, "audit": second}
+    ledger.adopt(MB, "a", "b", "msg_b", 100, now=T0)
+    adopted = ledger.rows_for(MB, "b")
+    assert adopted["crm"].next_attempt_at is None  # done: its wait was about "a"'s place
+    assert adopted["audit"].next_attempt_at == second  # still waits to be posted, as before
+    assert {r.retr_failures for r in adopted.values()} == {0}
+    ledger.mark_proven(MB, "a", T0 + 1)
+    proven = ledger.rows_for(MB, "a")
+    assert proven["crm"].next_attempt_at is None
+    assert proven["audit"].next_attempt_at == second  # a waiting row keeps its own schedule
