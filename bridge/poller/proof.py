@@ -153,17 +153,16 @@ class _Prove(_Fetch):
         proofs (one listed at another size is another message: if it moved from an identity
         found to hold other content now, it adopts the delivery there). Those not due
         now, of a size at which a delivered message left its place (``loose``), go to
-        ``optional`` (compared once, :meth:`_compare_loose`). Not with ``strict_order``,
-        which may hold them back behind another message (they would be retrieved at every
-        poll and not delivered)."""
-        if self.policy.strict_order:
-            return []
+        ``optional`` (compared once, :meth:`_compare_loose`). With ``strict_order``, only
+        those before the first message that waits (they are the ones delivered now; the
+        others would be retrieved at every poll and held back)."""
         now = self.p.clock.time()
         blocked = self._open_targets()
+        first = min(self._holding(known, now), default=None)
         out: list[tuple[Message, Acknowledged | None]] = []
         for m in partly:
             rows = known[m.uid]
-            if m.num in twins or m.num in chosen:
+            if m.num in twins or m.num in chosen or (first is not None and m.num > first):
                 continue
             due = [
                 t
@@ -174,6 +173,19 @@ class _Prove(_Fetch):
                 out.append((m, acknowledged(rows)))
             elif m.size in loose:
                 optional.append((m, acknowledged(rows)))
+        return out
+
+    def _holding(self, known: dict[str, dict[str, Row]], now: float) -> list[int]:
+        """With ``strict_order``: the numbers of the messages that hold the later ones back
+        (a target waits for them and none of those is due now, or their proof waits)."""
+        if not self.policy.strict_order:
+            return []
+        out = list(self._deferred)
+        for num, uid in self._listed.items():
+            rows = known.get(uid, {})
+            waiting = [r for r in rows.values() if not r.done]
+            if waiting and not any(r.due(now) for r in waiting):
+                out.append(num)
         return out
 
     def _trusted(self, twins: dict[int, Message], loose: set[int]) -> dict[int, Message]:
