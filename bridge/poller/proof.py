@@ -177,14 +177,22 @@ class _Prove(_Fetch):
 
     def _holding(self, known: dict[str, dict[str, Row]], now: float) -> list[int]:
         """With ``strict_order``: the numbers of the messages that hold the later ones back
-        (a target waits for them and none of those is due now, or their proof waits)."""
+        (targets wait for them and none of those is due now with its breaker closed, as the
+        delivery phase sees it; or their proof waits)."""
         if not self.policy.strict_order:
             return []
+        blocked = self._open_targets()
         out = list(self._deferred)
         for num, uid in self._listed.items():
             rows = known.get(uid, {})
-            waiting = [r for r in rows.values() if not r.done]
-            if waiting and not any(r.due(now) for r in waiting):
+            waiting = [t for t in self.policy.targets if t not in rows or not rows[t].done]
+            if (
+                rows
+                and waiting
+                and not any(
+                    t not in blocked and (t not in rows or rows[t].due(now)) for t in waiting
+                )
+            ):
                 out.append(num)
         return out
 
