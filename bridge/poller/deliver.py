@@ -94,7 +94,7 @@ class _Deliver(_Commit):
                 # the way the acknowledgement was taken).
                 limit = self.policy.max_message_bytes
                 over = msg.size > limit
-                reason = f"message is {msg.size} bytes, over max_message_bytes={limit}"
+                reason = self._oversize_reason(msg)
                 if data.raw is not None and over and data.head is not None:
                     data.raw, data.reason = None, reason  # oversize_policy headers_only
                     self.result.oversize += 1
@@ -190,6 +190,10 @@ class _Deliver(_Commit):
         self.log.warning("oversize_parked", uidl=msg.uid, size=msg.size, reason=reason)
         if self.policy.strict_order:
             self._strict_blocked = True
+
+    def _oversize_reason(self, msg: Message) -> str:
+        limit = self.policy.max_message_bytes
+        return f"message is {msg.size} bytes, over max_message_bytes={limit}"
 
     @staticmethod
     def _digest(msg: Message, data: _Fetched, by_head: bool) -> str:

@@ -342,8 +342,7 @@ class _Fetch(_Deliver):
             raise timeout from exc
 
     async def _oversize(self, batch: _Batch, msg: Message, due: tuple[str, ...]) -> None:
-        limit = self.policy.max_message_bytes
-        reason = f"message is {msg.size} bytes, over max_message_bytes={limit}"
+        reason = self._oversize_reason(msg)
         if self.policy.oversize_policy == "park" or not can_top(self._client()):
             self._park_oversize(msg, due, reason)  # headers_only needs TOP (never unlisted)
             return

@@ -16,6 +16,11 @@ from bridge.reconcile import Acknowledged, Verdict, acknowledged, verify
 from bridge.webhook import webhook_id
 
 
+def _written(rows: dict[str, Row]) -> float:
+    """When an identity's rows were last written (acknowledged, adopted, proven)."""
+    return max(r.updated_at for r in rows.values())
+
+
 def _acked_at(rows: dict[str, Row]) -> set[float]:
     """When the done rows of an identity were acknowledged (copied as they are by
     :meth:`~bridge.ledger.Ledger.adopt`)."""
@@ -114,11 +119,11 @@ class _Prove(_Fetch):
             and key not in listed
             and identity_base(key) == base
             and same_listing(rows, msg.size)
-            and (after is None or max(r.updated_at for r in rows.values()) > after)
+            and (after is None or _written(rows) > after)
         ]
         if not found:
             return None
-        key = max(found, key=lambda k: (max(r.updated_at for r in known[k].values()), k))
+        key = max(found, key=lambda k: (_written(known[k]), k))
         return Message(
             num=msg.num, uid=key, size=msg.size, webhook_id=webhook_id(self.policy.name, key)
         )
@@ -135,7 +140,7 @@ class _Prove(_Fetch):
             key != uid
             and key not in listed
             and identity_base(key) == base
-            and max(r.updated_at for r in rows.values()) > since
+            and _written(rows) > since
             for key, rows in known.items()
         )
 
@@ -158,41 +163,38 @@ class _Prove(_Fetch):
         others would be retrieved at every poll and held back)."""
         now = self.p.clock.time()
         blocked = self._open_targets()
-        first = min(self._holding(known, now), default=None)
+        first = min(self._holding(known, now, blocked), default=None)
         out: list[tuple[Message, Acknowledged | None]] = []
         for m in partly:
             rows = known[m.uid]
             if m.num in twins or m.num in chosen or (first is not None and m.num > first):
                 continue
-            due = [
-                t
-                for t in self.policy.targets
-                if t not in blocked and (t not in rows or rows[t].due(now))
-            ]
-            if due:
+            if self._due_now(rows, now, blocked):
                 out.append((m, acknowledged(rows)))
             elif m.size in loose:
                 optional.append((m, acknowledged(rows)))
         return out
 
-    def _holding(self, known: dict[str, dict[str, Row]], now: float) -> list[int]:
+    def _due_now(self, rows: dict[str, Row], now: float, blocked: set[str]) -> bool:
+        """True when a target is due to get this message now: not done, its next attempt
+        reached (or no row yet: a target added), its breaker not open."""
+        return any(
+            t not in blocked and (t not in rows or rows[t].due(now)) for t in self.policy.targets
+        )
+
+    def _holding(
+        self, known: dict[str, dict[str, Row]], now: float, blocked: set[str]
+    ) -> list[int]:
         """With ``strict_order``: the numbers of the messages that hold the later ones back
         (targets wait for them and none of those is due now with its breaker closed, as the
         delivery phase sees it; or their proof waits)."""
         if not self.policy.strict_order:
             return []
-        blocked = self._open_targets()
         out = list(self._deferred)
         for num, uid in self._listed.items():
             rows = known.get(uid, {})
-            waiting = [t for t in self.policy.targets if t not in rows or not rows[t].done]
-            if (
-                rows
-                and waiting
-                and not any(
-                    t not in blocked and (t not in rows or rows[t].due(now)) for t in waiting
-                )
-            ):
+            waiting = any(t not in rows or not rows[t].done for t in self.policy.targets)
+            if rows and waiting and not self._due_now(rows, now, blocked):
                 out.append(num)
         return out
 
@@ -379,7 +381,7 @@ class _Prove(_Fetch):
         ]
         stale: set[int] = set()
         for m in partly:
-            since = max(r.updated_at for r in known[m.uid].values())
+            since = _written(known[m.uid])
             twin = self._twin(m, known, uids, after=since)
             if twin is not None:
                 twins[m.num] = twin
